@@ -1,0 +1,30 @@
+# pyv86 developer entry points. README's Quick start uses `make run` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PLUGIN_DIRS := $(wildcard plugins/*/pyproject.toml) $(wildcard examples/plugins/*/pyproject.toml)
+MACHINE ?= examples/machines/default.toml
+
+.PHONY: install install-test run test guest clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip setuptools wheel
+
+install: $(BIN)/python
+	$(BIN)/pip install -q --no-build-isolation -e . $(foreach p,$(PLUGIN_DIRS),-e $(dir $(p)))
+
+install-test: install
+	$(BIN)/pip install -q --no-build-isolation -e '.[test]' $(foreach p,$(PLUGIN_DIRS),-e $(dir $(p)))
+
+guest: install
+	$(BIN)/pyv86 guest build
+
+run: install
+	$(BIN)/pyv86 run $(MACHINE)
+
+test: install-test
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

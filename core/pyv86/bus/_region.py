@@ -1,0 +1,35 @@
+"""An address range claimed by a device on a bus, shared by the port and MMIO buses."""
+from __future__ import annotations
+
+from typing import Callable
+
+from attrs import define
+
+ReadHandler = Callable[[int, int], int]
+"""``read(offset, size) -> value``: offset is relative to the region base; size is 1, 2 or 4."""
+WriteHandler = Callable[[int, int, int], None]
+"""``write(offset, size, value)``: offset is relative to the region base; size is 1, 2 or 4."""
+
+MASKS = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFFFFFF, 8: 0xFFFFFFFFFFFFFFFF}
+
+
+@define(eq=False)
+class Region:
+    base: int
+    length: int
+    read: ReadHandler | None
+    write: WriteHandler | None
+    owner: object
+    name: str
+    sizes: frozenset[int]
+
+    @property
+    def end(self) -> int:
+        return self.base + self.length
+
+    def describe(self) -> str:
+        return f"{self.name} [{self.base:#x}-{self.end - 1:#x}]"
+
+
+def owner_name(owner: object) -> str:
+    return str(getattr(owner, "id", None) or getattr(owner, "name", None) or type(owner).__name__)

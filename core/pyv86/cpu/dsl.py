@@ -1,0 +1,598 @@
+"""A small DSL for writing instruction semantics once, emitted as LLVM IR with llvmlite.
+
+Semantics functions receive an :class:`Emitter` ``e`` and operate on :class:`V` values
+(SSA values with a bit width) with Python operators.  The emitter hides:
+
+* state access (``e.sget/sset``), guest registers (``e.reg/set_reg``)
+* guest memory through segmentation, the software TLB and the slow path (``e.read/write``)
+* lazy flags (``e.set_cc``, ``e.flags()``, ``e.cond(cc)``)
+* precise exceptions (``e.fault(vector, code)``) and helper calls with status checks.
+
+The same emitter works in two modes: inside the big ``run`` function (eip and lazy-flag
+fields live in SSA locals) and inside out-of-line helper functions (those live in the state).
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import llvmlite.ir as ir
+
+from . import state as S
+
+I1 = ir.IntType(1)
+I8 = ir.IntType(8)
+I16 = ir.IntType(16)
+I32 = ir.IntType(32)
+I64 = ir.IntType(64)
+F64 = ir.DoubleType()
+I8P = I8.as_pointer()
+VOID = ir.VoidType()
+
+
+def ity(bits: int) -> ir.IntType:
+    return ir.IntType(bits)
+
+
+MASK = {8: 0xFF, 16: 0xFFFF, 32: 0xFFFFFFFF, 64: (1 << 64) - 1, 1: 1}
+SIGN = {8: 0x80, 16: 0x8000, 32: 0x80000000, 64: 1 << 63}
+
+# lazy flag operations
+CC_EFLAGS = 0
+CC_BASES = ("ADD", "SUB", "LOGIC", "INC", "DEC", "SHL", "SHR", "SAR")
+SIZE_IDX = {8: 0, 16: 1, 32: 2}
+
+
+def cc_code(base: str, size: int) -> int:
+    return 1 + CC_BASES.index(base) * 3 + SIZE_IDX[size]
+
+
+# callback ``which`` codes (host.py dispatches them)
+CB_PORT_READ, CB_PORT_WRITE, CB_PORT_READ_STR, CB_PORT_WRITE_STR = 1, 2, 3, 4
+CB_MMIO_READ, CB_MMIO_WRITE, CB_INTR_ACK = 5, 6, 7
+CALLBACK_TYPE = ir.FunctionType(I64, [I32, I32, I32, I32, I64])
+
+# helper status
+ST_OK, ST_FAULT, ST_EXIT = 0, 1, 2
+
+
+class V:
+    """An SSA integer (or double) value with Python operators."""
+
+    __slots__ = ("e", "v")
+
+    def __init__(self, e: "Emitter", v):
+        self.e = e
+        self.v = v
+
+    @property
+    def bits(self) -> int:
+        return self.v.type.width
+
+    def _o(self, o):
+        if isinstance(o, V):
+            assert o.v.type == self.v.type, (o.v.type, self.v.type)
+            return o.v
+        return ir.Constant(self.v.type, o & MASK.get(self.bits, (1 << self.bits) - 1))
+
+    def _w(self, v):
+        return V(self.e, v)
+
+    @property
+    def b(self):
+        return self.e.b
+
+    def __add__(self, o): return self._w(self.b.add(self.v, self._o(o)))
+    __radd__ = __add__
+    def __sub__(self, o): return self._w(self.b.sub(self.v, self._o(o)))
+    def __rsub__(self, o): return self._w(self.b.sub(self._o(o), self.v))
+    def __mul__(self, o): return self._w(self.b.mul(self.v, self._o(o)))
+    __rmul__ = __mul__
+    def __and__(self, o): return self._w(self.b.and_(self.v, self._o(o)))
+    __rand__ = __and__
+    def __or__(self, o): return self._w(self.b.or_(self.v, self._o(o)))
+    __ror__ = __or__
+    def __xor__(self, o): return self._w(self.b.xor(self.v, self._o(o)))
+    __rxor__ = __xor__
+    def __invert__(self): return self._w(self.b.not_(self.v))
+    def __neg__(self): return self._w(self.b.neg(self.v))
+    def __lshift__(self, o): return self._w(self.b.shl(self.v, self._o(o)))
+    def __rshift__(self, o): return self._w(self.b.lshr(self.v, self._o(o)))
+    def sar(self, o): return self._w(self.b.ashr(self.v, self._o(o)))
+    def udiv(self, o): return self._w(self.b.udiv(self.v, self._o(o)))
+    def urem(self, o): return self._w(self.b.urem(self.v, self._o(o)))
+    def sdiv(self, o): return self._w(self.b.sdiv(self.v, self._o(o)))
+    def srem(self, o): return self._w(self.b.srem(self.v, self._o(o)))
+
+    def _cmp(self, op, o, signed=False):
+        f = self.b.icmp_signed if signed else self.b.icmp_unsigned
+        return self._w(f(op, self.v, self._o(o)))
+
+    def eq(self, o): return self._cmp("==", o)
+    def ne(self, o): return self._cmp("!=", o)
+    def ult(self, o): return self._cmp("<", o)
+    def ule(self, o): return self._cmp("<=", o)
+    def ugt(self, o): return self._cmp(">", o)
+    def uge(self, o): return self._cmp(">=", o)
+    def slt(self, o): return self._cmp("<", o, True)
+    def sle(self, o): return self._cmp("<=", o, True)
+    def sgt(self, o): return self._cmp(">", o, True)
+    def sge(self, o): return self._cmp(">=", o, True)
+
+    def zx(self, bits):
+        if bits == self.bits:
+            return self
+        if bits < self.bits:
+            return self._w(self.b.trunc(self.v, ity(bits)))
+        return self._w(self.b.zext(self.v, ity(bits)))
+
+    def sx(self, bits):
+        if bits == self.bits:
+            return self
+        if bits < self.bits:
+            return self._w(self.b.trunc(self.v, ity(bits)))
+        return self._w(self.b.sext(self.v, ity(bits)))
+
+    def tr(self, bits):
+        return self.zx(bits)
+
+    def bool(self):
+        """i1: value != 0"""
+        if self.bits == 1:
+            return self
+        return self.ne(0)
+
+    def sign(self, size=None):
+        size = size or self.bits
+        return (self & SIGN[size]).ne(0)
+
+
+class Var:
+    """A mutable local (alloca, promoted to SSA by mem2reg)."""
+
+    def __init__(self, e, typ, init=None, name=""):
+        self.e = e
+        with e.b.goto_block(e.entry_block):
+            e.b.position_at_start(e.entry_block)
+            self.ptr = e.b.alloca(typ, name=name)
+        if init is not None:
+            self.set(init)
+
+    def get(self) -> V:
+        return V(self.e, self.e.b.load(self.ptr))
+
+    def set(self, v):
+        if not isinstance(v, V):
+            v = V(self.e, ir.Constant(self.ptr.type.pointee, v))
+        self.e.b.store(v.v, self.ptr)
+
+
+class SVar:
+    """A 'local' that lives in the state struct (used by helper functions)."""
+
+    def __init__(self, e, name):
+        self.e = e
+        self.name = name
+
+    def get(self) -> V:
+        return self.e.sget(self.name)
+
+    def set(self, v):
+        self.e.sset(self.name, v)
+
+
+LOCAL_NAMES = ("eip", "eflags", "cc_op", "cc_res", "cc_src1", "cc_src2")
+
+
+class Emitter:
+    def __init__(self, module: ir.Module, fn: ir.Function, helpers: dict, in_run: bool):
+        self.module = module
+        self.fn = fn
+        self.helpers = helpers
+        self.in_run = in_run
+        self.entry_block = fn.append_basic_block("entry")
+        self.b = ir.IRBuilder(self.entry_block)
+        self.state = fn.args[0]
+        self.ram = fn.args[1]
+        self.fault_bb = None
+        self.exit_bb = None
+        if in_run:
+            self.L = {n: Var(self, I32, name=n) for n in LOCAL_NAMES}
+            self.L["cp_tag"] = Var(self, I32, name="cp_tag")
+            self.L["cp_delta"] = Var(self, I32, name="cp_delta")
+            self.L["cs_base"] = Var(self, I32, name="cs_base")
+        else:
+            self.L = {n: SVar(self, n) for n in LOCAL_NAMES}
+
+    # ------------------------------------------------------------ basics
+    def c(self, value, bits=32) -> V:
+        return V(self, ir.Constant(ity(bits), value & MASK.get(bits, (1 << bits) - 1)))
+
+    def v(self, x, bits=32) -> V:
+        return x if isinstance(x, V) else self.c(x, bits)
+
+    def block(self, name=""):
+        return self.fn.append_basic_block(name)
+
+    def var(self, bits=32, init=None, name="") -> Var:
+        return Var(self, ity(bits) if bits != "f64" else F64, init, name)
+
+    def sel(self, cond: V, a, b) -> V:
+        if isinstance(a, V):
+            b = self.v(b, a.bits)
+        elif isinstance(b, V):
+            a = self.v(a, b.bits)
+        else:
+            a, b = self.c(a), self.c(b)
+        return V(self, self.b.select(cond.bool().v, a.v, b.v))
+
+    # ------------------------------------------------------------ state
+    def sptr(self, name, idx=0, typ=None):
+        t = S.field_type(name)
+        lt = {"u4": I32, "i4": I32, "u8": I64, "u1": I8, "f8": F64}[t] if typ is None else typ
+        size = {"u4": 4, "i4": 4, "u8": 8, "u1": 1, "f8": 8}[t]
+        base = S.field_offset(name)
+        if isinstance(idx, V):
+            off = idx.zx(64) * size + base
+            p = self.b.gep(self.state, [off.v], inbounds=True)
+        else:
+            p = self.b.gep(self.state, [ir.Constant(I64, base + idx * size)], inbounds=True)
+        return self.b.bitcast(p, lt.as_pointer())
+
+    def sget(self, name, idx=0) -> V:
+        return V(self, self.b.load(self.sptr(name, idx)))
+
+    def sset(self, name, value, idx=0):
+        p = self.sptr(name, idx)
+        if not isinstance(value, V):
+            value = V(self, ir.Constant(p.type.pointee, value))
+        self.b.store(value.v, p)
+
+    def lget(self, name) -> V:
+        return self.L[name].get()
+
+    def lset(self, name, v):
+        self.L[name].set(self.v(v))
+
+    # ------------------------------------------------------------ control flow
+    @contextmanager
+    def if_(self, cond: V, likely=None):
+        with self.b.if_then(cond.bool().v, likely=likely):
+            yield
+
+    @contextmanager
+    def if_else(self, cond: V):
+        with self.b.if_else(cond.bool().v) as (then, other):
+            yield then, other
+
+    def while_(self, cond_fn, body_fn):
+        hdr = self.block("wh")
+        body = self.block("wb")
+        out = self.block("we")
+        self.b.branch(hdr)
+        self.b.position_at_end(hdr)
+        c = cond_fn()
+        self.b.cbranch(c.bool().v, body, out)
+        self.b.position_at_end(body)
+        body_fn()
+        if not self.b.block.is_terminated:
+            self.b.branch(hdr)
+        self.b.position_at_end(out)
+
+    def switch(self, value: V, cases: dict, default_fn=None):
+        """cases: {int: fn()}; each fn emits code; all fall through to the join block."""
+        join = self.block("sw_join")
+        dflt = self.block("sw_default")
+        sw = self.b.switch(value.v, dflt)
+        for k, fn in cases.items():
+            bb = self.block(f"sw_{k}")
+            sw.add_case(ir.Constant(value.v.type, k), bb)
+            self.b.position_at_end(bb)
+            fn()
+            if not self.b.block.is_terminated:
+                self.b.branch(join)
+        self.b.position_at_end(dflt)
+        if default_fn:
+            default_fn()
+        if not self.b.block.is_terminated:
+            self.b.branch(join)
+        self.b.position_at_end(join)
+
+    def dead(self):
+        """Continue emitting into an unreachable block."""
+        self.b.position_at_end(self.block("dead"))
+
+    # ------------------------------------------------------------ exceptions
+    def fault(self, vector, code=None):
+        """Raise exception ``vector`` (with optional error code) precisely."""
+        self.sset("exc_vector", self.v(vector))
+        self.sset("exc_code", self.v(code if code is not None else 0))
+        self.sset("exc_has_code", self.c(1 if code is not None else 0))
+        self.b.branch(self.fault_bb)
+        self.dead()
+
+    def fault_if(self, cond: V, vector, code=None):
+        with self.if_(cond, likely=False):
+            self.fault(vector, code)
+
+    def gp(self, code=0):
+        self.fault(13, code)
+
+    def gp_if(self, cond, code=0):
+        self.fault_if(cond, 13, code)
+
+    def ud(self):
+        self.fault(6)
+
+    def check_status(self, st: V):
+        """Branch on a helper status: 0 continue, 1 fault pending, 2 exit."""
+        ok = self.block("st_ok")
+        notok = self.block("st_bad")
+        self.b.cbranch(st.eq(0).v, ok, notok, )
+        self.b.position_at_end(notok)
+        self.b.cbranch(st.eq(1).v, self.fault_bb, self.exit_bb)
+        self.b.position_at_end(ok)
+
+    def exit(self, reason):
+        """Leave run() (or make the helper return 'exit') with state.exit_reason = reason."""
+        self.sset("exit_reason", self.v(reason))
+        self.b.branch(self.exit_bb)
+        self.dead()
+
+    # ------------------------------------------------------------ helper calls
+    def sync_out(self):
+        if not self.in_run:
+            return
+        for n in LOCAL_NAMES:
+            self.sset(n, self.lget(n))
+
+    def sync_in(self):
+        if not self.in_run:
+            return
+        for n in LOCAL_NAMES:
+            self.lset(n, self.sget(n))
+        self.lset("cp_tag", self.c(0))
+        self.lset("cs_base", self.sget("seg_base", S.CS))
+
+    def call(self, name, *args, check=True, sync=True) -> V:
+        """Call helper ``name`` (returns an i32 status), syncing locals around it."""
+        fn = self.helpers[name]
+        if sync:
+            self.sync_out()
+        argv = [self.state, self.ram] + [self.v(a).v if not isinstance(a, V) else a.v for a in args]
+        st = V(self, self.b.call(fn, argv))
+        if sync:
+            self.sync_in()
+        if check:
+            self.check_status(st)
+        return st
+
+    def call_pure(self, name, *args) -> V:
+        fn = self.helpers[name]
+        argv = [a.v if isinstance(a, V) else ir.Constant(I32, a) for a in args]
+        return V(self, self.b.call(fn, argv))
+
+    def callback(self, which, a=0, b=0, c=0, d=None) -> V:
+        p = self.sget("callback")
+        fp = self.b.inttoptr(p.v, CALLBACK_TYPE.as_pointer())
+        d = d if d is not None else V(self, ir.Constant(I64, 0))
+        r = self.b.call(fp, [self.c(which).v, self.v(a).v, self.v(b).v, self.v(c).v, d.v])
+        return V(self, r)
+
+    # ------------------------------------------------------------ registers
+    def reg(self, num, size=32) -> V:
+        """Read GPR ``num`` (python int or V) with operand size 8/16/32 (x86 numbering)."""
+        if size == 8:
+            if isinstance(num, int):
+                r = self.sget("regs", num & 3)
+                return (r >> (8 * (num >> 2))).tr(8)
+            r = self.sget("regs", num & 3)
+            sh = (num >> 2) << 3
+            return (r >> sh).tr(8)
+        r = self.sget("regs", num)
+        return r.tr(size)
+
+    def set_reg(self, num, value, size=32):
+        value = self.v(value, size)
+        if size == 32:
+            self.sset("regs", value, num)
+            return
+        if size == 16:
+            r = self.sget("regs", num)
+            self.sset("regs", (r & 0xFFFF0000) | value.zx(32), num)
+            return
+        idx = num & 3
+        if isinstance(num, int):
+            sh = 8 * (num >> 2)
+            r = self.sget("regs", idx)
+            self.sset("regs", (r & ~(0xFF << sh)) | (value.zx(32) << sh), idx)
+            return
+        sh = (num >> 2) << 3
+        r = self.sget("regs", idx)
+        m = self.c(0xFF) << sh
+        self.sset("regs", (r & ~m) | (value.zx(32) << sh), idx)
+
+    # ------------------------------------------------------------ flags
+    def set_cc(self, base: str, size: int, res: V, s1, s2):
+        self.lset("cc_op", self.c(cc_code(base, size)))
+        self.lset("cc_res", self.v(res, size).zx(32))
+        self.lset("cc_src1", self.v(s1, size).zx(32) if isinstance(s1, V) else self.c(s1 & MASK[size]))
+        self.lset("cc_src2", self.v(s2, size).zx(32) if isinstance(s2, V) else self.c(s2 & MASK[size]))
+
+    def flags(self) -> V:
+        """Materialised EFLAGS (full word)."""
+        op = self.lget("cc_op")
+        ef = self.lget("eflags")
+        arith = self.call_pure("cc_compute", op, self.lget("cc_res"), self.lget("cc_src1"),
+                               self.lget("cc_src2"))
+        return self.sel(op.eq(0), ef, (ef & ~S.ARITH) | arith)
+
+    def set_arith_flags(self, bits: V):
+        """Set the six arithmetic flags eagerly (bits is an i32 with only ARITH bits)."""
+        ef = self.flags()
+        self.lset("eflags", (ef & ~S.ARITH) | (bits & S.ARITH))
+        self.lset("cc_op", self.c(0))
+
+    def set_flags_word(self, value: V):
+        self.lset("eflags", value | 2)
+        self.lset("cc_op", self.c(0))
+
+    def materialize(self):
+        self.set_flags_word(self.flags())
+
+    def get_cf(self) -> V:
+        return (self.flags() & 1).ne(0)
+
+    def flag(self, bit) -> V:
+        return (self.flags() & bit).ne(0)
+
+    def cond(self, cc) -> V:
+        """i1 for condition code 0..15 (python int)."""
+        inv = cc & 1
+        base = cc >> 1
+        op = self.lget("cc_op")
+        if base == 2:  # Z
+            r = self.sel(op.eq(0), (self.lget("eflags") & S.ZF).ne(0), self.lget("cc_res").eq(0))
+        elif base in (1, 3, 6, 7):
+            # fast path for SUB/CMP
+            is_sub = (op - cc_code("SUB", 8)).ult(3)
+            res = self.var(1)
+            with self.if_else(is_sub) as (then, other):
+                with then:
+                    a, b = self.lget("cc_src1"), self.lget("cc_src2")
+                    sz = op - cc_code("SUB", 8)
+                    sh = self.c(24) - (sz << 3)
+                    sh = self.sel(sz.eq(2), self.c(0), sh)
+                    sa, sb = a << sh, b << sh
+                    if base == 1:
+                        res.set(a.ult(b))
+                    elif base == 3:
+                        res.set(a.ule(b))
+                    elif base == 6:
+                        res.set(sa.slt(sb))
+                    else:
+                        res.set(sa.sle(sb))
+                with other:
+                    f = self.flags()
+                    res.set(self._cond_flags(base, f))
+            r = res.get()
+        else:
+            r = self._cond_flags(base, self.flags())
+        return r ^ 1 if inv else r
+
+    def _cond_flags(self, base, f: V) -> V:
+        bit = lambda m: (f & m).ne(0)  # noqa: E731
+        if base == 0:
+            return bit(S.OF)
+        if base == 1:
+            return bit(S.CF)
+        if base == 2:
+            return bit(S.ZF)
+        if base == 3:
+            return bit(S.CF | S.ZF)
+        if base == 4:
+            return bit(S.SF)
+        if base == 5:
+            return bit(S.PF)
+        sf_ne_of = bit(S.SF) ^ bit(S.OF)
+        if base == 6:
+            return sf_ne_of
+        return sf_ne_of | bit(S.ZF)
+
+    # ------------------------------------------------------------ memory
+    def cpl_kind(self) -> V:
+        """TLB kind base for the current privilege level: 0 supervisor, 2 user."""
+        return self.sel(self.sget("cpl").eq(3), self.c(2), self.c(0))
+
+    def lin(self, seg, off: V) -> V:
+        return self.sget("seg_base", seg) + off
+
+    def _tlb_hit(self, lin: V, size: int, kind: V):
+        idx = (lin >> 12) & (S.TLB_SIZE - 1)
+        tag = self.sget("tlb_tag", (kind << S.TLB_BITS) + idx)
+        hit = tag.eq((lin & ~0xFFF) | 1)
+        if size > 1:
+            hit = hit & (lin & 0xFFF).ule(4096 - size // 8)
+        return hit, idx
+
+    def ram_ptr(self, phys: V, bits: int):
+        p = self.b.gep(self.ram, [phys.zx(64).v], inbounds=True)
+        return self.b.bitcast(p, ity(bits).as_pointer())
+
+    def read_lin(self, lin: V, size: int, kind: V | None = None) -> V:
+        kind = self.cpl_kind() if kind is None else self.v(kind)
+        hit, idx = self._tlb_hit(lin, size, kind)
+        out = self.var(size)
+        with self.if_else(hit) as (then, other):
+            with then:
+                phys = lin + self.sget("tlb_delta", idx)
+                out.set(V(self, self.b.load(self.ram_ptr(phys, size), align=1)))
+            with other:
+                self.call("mem_slow", lin, self.c(size // 8), kind, self.c(0), sync=False)
+                out.set(self.sget("scratch", 0).tr(size))
+        return out.get()
+
+    def write_lin(self, lin: V, size: int, value: V, kind: V | None = None):
+        kind = (self.cpl_kind() if kind is None else self.v(kind)) | 1
+        hit, idx = self._tlb_hit(lin, size, kind)
+        with self.if_else(hit) as (then, other):
+            with then:
+                phys = lin + self.sget("tlb_delta", idx)
+                self.b.store(self.v(value, size).v, self.ram_ptr(phys, size), align=1)
+            with other:
+                self.call("mem_slow", lin, self.c(size // 8), kind, self.v(value, size).zx(32), sync=False)
+
+    def probe_write_lin(self, lin: V, size: int, kind: V | None = None):
+        """Fault now if a write of ``size`` bits at ``lin`` would fault (precise RMW)."""
+        kind = (self.cpl_kind() if kind is None else self.v(kind)) | 1
+        hit, _ = self._tlb_hit(lin, size, kind)
+        with self.if_(~hit, likely=False):
+            self.call("mem_probe", lin, self.c(size // 8), kind, sync=False)
+
+    def read(self, seg, off: V, size: int, kind=None) -> V:
+        return self.read_lin(self.lin(seg, off), size, kind)
+
+    def write(self, seg, off: V, size: int, value, kind=None):
+        self.write_lin(self.lin(seg, off), size, self.v(value, size), kind)
+
+    def probe_write(self, seg, off: V, size: int, kind=None):
+        self.probe_write_lin(self.lin(seg, off), size, kind)
+
+    # ------------------------------------------------------------ stack
+    def stack32(self) -> V:
+        return self.sget("stack32").ne(0)
+
+    def sp_add(self, sp: V, delta: int) -> V:
+        """esp + delta respecting the stack size (16-bit stacks wrap sp only)."""
+        s32 = self.stack32()
+        new32 = sp + delta
+        new16 = (sp & 0xFFFF0000) | ((sp + delta) & 0xFFFF)
+        return self.sel(s32, new32, new16)
+
+    def sp_eff(self, sp: V) -> V:
+        return self.sel(self.stack32(), sp, sp & 0xFFFF)
+
+    def push(self, value, size):
+        sp = self.reg(4)
+        nsp = self.sp_add(sp, -(size // 8))
+        self.write(S.SS, self.sp_eff(nsp), size, value)
+        self.set_reg(4, nsp)
+
+    def push_probe(self, sizes_bytes: int):
+        """Probe that ``sizes_bytes`` can be pushed (for multi-push instructions)."""
+        sp = self.reg(4)
+        lo = self.sp_eff(self.sp_add(sp, -sizes_bytes))
+        hi = self.sp_eff(self.sp_add(sp, -1))
+        self.probe_write(S.SS, lo, 8)
+        self.probe_write(S.SS, hi, 8)
+
+    def pop_peek(self, size, offset=0) -> V:
+        sp = self.reg(4)
+        return self.read(S.SS, self.sp_eff(self.sp_add(sp, offset)), size)
+
+    def pop_commit(self, size_bytes):
+        self.set_reg(4, self.sp_add(self.reg(4), size_bytes))
+
+    def pop(self, size) -> V:
+        v = self.pop_peek(size)
+        self.pop_commit(size // 8)
+        return v

@@ -1,0 +1,145 @@
+"""The CPU state struct, defined once.
+
+Both the IR generator (field byte offsets) and Python (a numpy structured view) read this
+table.  The JIT (a later issue) shares the same layout, exits and TLB.
+
+Segment register indices follow the x86 encoding: ES=0 CS=1 SS=2 DS=3 FS=4 GS=5, and then
+LDTR=6 TR=7.  Segment ``flags`` encoding (also used by :meth:`CPU.set_segment`):
+
+* bits 0-7   the descriptor access byte (type, S, DPL, P)
+* bit 12     AVL, bit 13 L (ignored), bit 14 D/B, bit 15 G
+
+i.e. ``flags = (descriptor_high_dword >> 8) & 0xF0FF``.  ``limit`` is the expanded byte limit.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+# TLB geometry (direct mapped)
+TLB_BITS = 10
+TLB_SIZE = 1 << TLB_BITS
+# TLB access kinds: supervisor read, supervisor write, user read, user write
+TLB_KINDS = 4
+
+SEG_NAMES = ("es", "cs", "ss", "ds", "fs", "gs", "ldtr", "tr")
+ES, CS, SS, DS, FS, GS, LDTR, TR = range(8)
+REG_NAMES = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")
+
+# exit reasons written to state.exit_reason
+EXIT_BUDGET = 0
+EXIT_HALT = 1
+EXIT_STOP = 2
+EXIT_TRIPLE = 3
+EXIT_INTR = 4          # INTR pending: Python acknowledges and stores pending_vector
+
+# (name, numpy type, count)
+_FIELDS: list[tuple[str, str, int]] = [
+    ("regs", "u4", 8),
+    ("eip", "u4", 1),
+    ("eflags", "u4", 1),
+    ("cc_op", "u4", 1),
+    ("cc_res", "u4", 1),
+    ("cc_src1", "u4", 1),
+    ("cc_src2", "u4", 1),
+    ("insn_start", "u4", 1),
+    ("seg_sel", "u4", 8),
+    ("seg_base", "u4", 8),
+    ("seg_limit", "u4", 8),
+    ("seg_flags", "u4", 8),
+    ("cr", "u4", 8),            # cr0..cr7 (only 0,2,3,4 meaningful)
+    ("dr", "u4", 8),
+    ("gdtr_base", "u4", 1),
+    ("gdtr_limit", "u4", 1),
+    ("idtr_base", "u4", 1),
+    ("idtr_limit", "u4", 1),
+    ("cpl", "u4", 1),
+    ("code32", "u4", 1),
+    ("stack32", "u4", 1),
+    ("intr", "u4", 1),          # INTR pin level
+    ("stop", "u4", 1),          # request_stop()
+    ("halted", "u4", 1),
+    ("shadow", "u4", 1),        # interrupt shadow (sti / mov ss) for the next instruction
+    ("pending_vector", "i4", 1),  # acknowledged external vector to deliver, or -1
+    ("exit_reason", "u4", 1),
+    ("exc_vector", "u4", 1),    # pending exception (set by a faulting access)
+    ("exc_code", "u4", 1),
+    ("exc_has_code", "u4", 1),
+    ("last_exc", "i4", 1),      # last exception vector delivered (diagnostics / tests)
+    ("last_exc_code", "u4", 1),
+    ("exc_count", "u4", 1),
+    ("ram_size", "u4", 1),
+    ("scratch", "u4", 4),
+    ("sysenter_cs", "u4", 1),
+    ("sysenter_esp", "u4", 1),
+    ("sysenter_eip", "u4", 1),
+    ("tsc_per_insn", "u4", 1),
+    ("tsc", "u8", 1),
+    ("callback", "u8", 1),      # host callback function pointer
+    # x87
+    ("fpr", "f8", 8),           # physical registers R0..R7 (double precision internally)
+    ("fpu_top", "u4", 1),
+    ("fpu_sw", "u4", 1),        # status word without TOP
+    ("fpu_cw", "u4", 1),
+    ("fpu_tag", "u4", 1),       # bit i set = physical register i empty
+    ("fpu_ip", "u4", 1),
+    ("fpu_dp", "u4", 1),
+    ("fpu_op", "u4", 1),
+    ("mxcsr", "u4", 1),
+    ("xmm", "u4", 32),          # saved/restored by fxsave/fxrstor only
+    # software TLB
+    ("tlb_tag", "u4", TLB_KINDS * TLB_SIZE),
+    ("tlb_delta", "u4", TLB_SIZE),
+    ("tlb_global", "u1", TLB_SIZE),
+    ("iobuf", "u1", 4096 + 16),  # buffer for rep ins/outs chunks
+]
+
+
+def _build():
+    names, formats, offsets = [], [], []
+    off = 0
+    for name, typ, cnt in _FIELDS:
+        size = np.dtype(typ).itemsize
+        align = min(size, 8)
+        off = (off + align - 1) // align * align
+        names.append(name)
+        formats.append((typ, (cnt,)) if cnt > 1 else typ)
+        offsets.append(off)
+        off += size * cnt
+    total = (off + 63) // 64 * 64
+    dt = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": total})
+    return dt
+
+
+STATE_DTYPE = _build()
+STATE_SIZE = STATE_DTYPE.itemsize
+
+
+def field_offset(name: str, index: int = 0) -> int:
+    """Byte offset of ``name[index]`` in the state struct."""
+    fmt, off = STATE_DTYPE.fields[name][:2]
+    base = fmt.base if fmt.shape else fmt
+    return off + index * base.itemsize
+
+
+def field_type(name: str) -> str:
+    fmt = STATE_DTYPE.fields[name][0]
+    base = fmt.base if fmt.shape else fmt
+    return base.str.lstrip("<|=")
+
+
+def field_count(name: str) -> int:
+    fmt = STATE_DTYPE.fields[name][0]
+    return int(np.prod(fmt.shape)) if fmt.shape else 1
+
+
+FIELD_NAMES = tuple(f[0] for f in _FIELDS)
+
+# EFLAGS bits
+CF, PF, AF, ZF, SF, TF, IF, DF, OF = 1, 4, 0x10, 0x40, 0x80, 0x100, 0x200, 0x400, 0x800
+IOPL = 0x3000
+NT = 0x4000
+RF = 0x10000
+VM = 0x20000
+AC = 0x40000
+ID = 0x200000
+ARITH = CF | PF | AF | ZF | SF | OF
