@@ -29,6 +29,7 @@ import attrs
 
 from pyv86.errors import ConfigError
 from pyv86.net.base import url_scheme
+from pyv86.paths import resolve_file
 
 if TYPE_CHECKING:
     from pyv86.machine import Machine
@@ -251,7 +252,7 @@ def parse_machine_config(data: dict[str, Any], shown: str = "<machine>", text: s
             where = ("boot",) if key in boot else ()
             shown_key = key if where else {"kernel": "bzimage", "initrd": "initrd"}[key]
             value = expect(b[key], str, where, shown_key, "a file path")
-            kwargs[key] = str((base_dir / Path(value).expanduser()))
+            kwargs[key] = str(resolve_file(value, base_dir))
     if "cmdline" in b:
         where = ("boot",) if "cmdline" in boot else ()
         cmdline = expect(b["cmdline"], str, where, "cmdline", "a string")
@@ -262,7 +263,7 @@ def parse_machine_config(data: dict[str, Any], shown: str = "<machine>", text: s
         raise loc.error(("boot",), "initrd", "an initrd needs a kernel ([boot] kernel = ...)")
 
     if "image" in s:
-        kwargs["state_image"] = str(base_dir / expect(s["image"], str, ("state",), "image", "a file path"))
+        kwargs["state_image"] = str(resolve_file(expect(s["image"], str, ("state",), "image", "a file path"), base_dir))
     for key in ("preserve_mac_from_state_image", "mac_address_translation"):
         if key in s:
             where = ("state",) if key in state else ()
@@ -285,7 +286,7 @@ def parse_machine_config(data: dict[str, Any], shown: str = "<machine>", text: s
                                           f"{', '.join(plugins.net_backends.schemes()) or 'none'}")
         pcap = None
         if "pcap" in table:
-            pcap = str(base_dir / expect(table["pcap"], str, where, "pcap", "a file path"))
+            pcap = str(resolve_file(expect(table["pcap"], str, where, "pcap", "a file path"), base_dir))
         netdevs[nid] = NetdevSpec(nid, url, pcap)
 
     # devices ------------------------------------------------------------------------
