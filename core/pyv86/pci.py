@@ -41,6 +41,7 @@ CMD_IO = 0x1
 CMD_MEMORY = 0x2
 CMD_MASTER = 0x4
 CMD_INTX_DISABLE = 0x400
+STATUS_INTX = 0x08
 
 
 @define(eq=False)
@@ -208,6 +209,8 @@ class PciFunction:
         self._drive_irq()
 
     def _drive_irq(self) -> None:
+        # Status bit 3 (Interrupt Status) shows the INTx level before INTx-disable masks it
+        self.config[STATUS] = (self.config[STATUS] & ~STATUS_INTX & 0xFF) | (STATUS_INTX if self._irq_level else 0)
         if self.irq_source is not None:
             self.irq_source.set(self._irq_level and not (self.command & CMD_INTX_DISABLE))
 
@@ -219,6 +222,7 @@ class PciFunction:
         if len(config) != 256:
             raise ValueError(f"{self.name}: PCI configuration space must be 256 bytes, not {len(config)}")
         self.config[:] = config
+        self._irq_level = bool(self.config[STATUS] & STATUS_INTX)  # the saved INTx level
         self._update_mappings()
         self._drive_irq()
 
@@ -260,6 +264,10 @@ class PciBus:
         self.functions[devfn] = function
         function.bus = self
         function.devfn = devfn
+        # a guest scans functions 1..7 only if function 0 says it is multifunction
+        siblings = [self.functions.get(slot << 3 | n) for n in range(8)]
+        if siblings[0] is not None and sum(f is not None for f in siblings) > 1:
+            siblings[0].config[HEADER_TYPE] |= 0x80
         if function.interrupt_pin:
             irq = self.route_irq(slot, function.interrupt_pin)
             function.irq_source = self.irqs[irq].source(function.name)
