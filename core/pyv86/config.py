@@ -128,6 +128,12 @@ class _Locator:
                 break
             if key_re.match(self.lines[i]):
                 return i + 1
+        if not table:
+            # a top-level key may be a table header ([key], [key.sub]) or a dotted key (key.sub = ...)
+            as_table = re.compile(r"^\s*(\[\s*" + re.escape(key) + r"\s*[\].]|" + re.escape(key) + r"\s*\.)")
+            for i, line in enumerate(self.lines):
+                if as_table.match(line):
+                    return i + 1
         return start + 1 if table else None
 
     def error(self, table: tuple[str, ...], key: str | None, message: str) -> ConfigError:
@@ -168,7 +174,8 @@ def load_machine_config(path: str | Path, plugins: PluginManager | None = None,
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{shown}: not valid TOML: {exc}") from None
+        where = re.search(r"\(at line (\d+), column \d+\)$", str(exc))
+        raise ConfigError(f"{shown}{':' + where.group(1) if where else ''}: not valid TOML: {exc}") from None
     return parse_machine_config(data, shown, text, base_dir=path.parent, plugins=plugins)
 
 
@@ -397,7 +404,8 @@ def build_device_config(cls: type, options: dict[str, Any], error: Any) -> Any:
     try:
         return config_cls(**options)
     except (ValueError, TypeError) as exc:
-        text = str(exc)
+        # attrs' own validators raise ValueError(message, attribute, ...): keep the message
+        text = exc.args[0] if len(exc.args) > 1 and isinstance(exc.args[0], str) else str(exc)
         bad = next((k for k in options if k in text), None)
         raise error(bad, text) from None
 
