@@ -134,6 +134,12 @@ class Machine:
         if self.cpu is not None:
             self.cpu.request_stop()
 
+    def request_save(self, path: str, done: Callable[..., None] | None = None) -> None:
+        """Write a state image at the next slice boundary (safe from any thread, e.g. a console key)."""
+        from pyv86.state.live import request_save
+
+        request_save(self, path, done)
+
     def device(self, id: str) -> Device:
         return self.devices[id]
 

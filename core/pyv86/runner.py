@@ -17,9 +17,14 @@ log = logging.getLogger(__name__)
 
 def run_machine_file(args: argparse.Namespace, plugins: Any) -> int:
     config = load_machine_config(args.file, plugins)
+    from pyv86.state.runhooks import after_run, before_build, before_run
+
+    image = before_build(args, config)  # a bad state image stops here, before anything opens
     machine = Machine.from_config(config, plugins)
     try:
+        before_run(args, machine, image)
         reason = machine.run(timeout_s=args.timeout)
+        after_run(args, machine)
     finally:
         machine.shutdown(machine.stop_reason or "user")
     log.info("%s: stopped (%s)", config.path, reason)

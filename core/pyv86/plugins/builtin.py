@@ -8,4 +8,5 @@ from __future__ import annotations
 BUILTIN_MODULES: list[tuple[str, str]] = [
     ("pyv86.platform", "pyv86.platform.plugin"),
     ("pyv86.net", "pyv86.net.plugin"),
+    ("pyv86.state", "pyv86.state.plugin"),
 ]
