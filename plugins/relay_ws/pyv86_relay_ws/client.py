@@ -1,0 +1,329 @@
+"""``ws://`` and ``wss://`` netdevs: a NIC's cable plugged into a WebSocket Ethernet relay.
+
+One Ethernet frame per binary message in both directions, the protocol of v86's relay
+client, websockproxy, node-relay, wsnic, go-websockproxy and ``pyv86 relay serve``.
+
+Threads: the backend runs its own asyncio loop on a daemon thread. The machine thread
+calls :meth:`WsBackend.send`, which only appends a copy of the frame to a bounded queue
+(the newest frames are kept, the oldest dropped and counted) and wakes the loop; it never
+waits for the network. Received frames are checked (text messages ignored, runts and
+oversize messages dropped, go-websockproxy's 1518-byte padding trimmed) and handed to the
+machine thread in batches through ``machine.call_soon_threadsafe``.
+
+The connection is opened in the background as soon as the backend exists and reopened
+after every failure or close, with capped exponential backoff; each attempt is logged once
+at INFO. Counters: :attr:`WsBackend.stats`.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import random
+import ssl as _ssl
+import threading
+import time
+import urllib.parse
+from typing import TYPE_CHECKING, Any, Callable
+
+from pyv86_relay_ws.frames import ETH_FRAME_MAX, RUNT, TRIMMED, check_frame, redact_url
+
+if TYPE_CHECKING:
+    from pyv86.machine import Machine
+
+log = logging.getLogger(__name__)
+
+FrameCallback = Callable[[bytes], None]
+
+MAX_MESSAGE = 1 << 16
+"""A message longer than this closes the connection (websockets refuses it); shorter
+oversize messages are dropped one by one."""
+
+
+class _Counters:
+    __slots__ = ("connects", "disconnects", "connect_failures", "tx_frames", "tx_bytes",
+                 "tx_dropped", "rx_frames", "rx_bytes", "rx_text_ignored", "rx_runt",
+                 "rx_oversize", "rx_trimmed", "rx_dropped_backlog", "rx_dropped_no_receiver")
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, 0)
+
+
+def parse_ws_url(url: str) -> urllib.parse.SplitResult:
+    """Check a ``ws://``/``wss://`` relay URL; ValueError with a hint otherwise."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("ws", "wss"):
+        raise ValueError(f"{url!r} is not a ws:// or wss:// URL")
+    if not parts.hostname:
+        raise ValueError(f"{redact_url(url)!r} has no host (expected ws://HOST[:PORT]/PATH)")
+    try:
+        parts.port
+    except ValueError:
+        raise ValueError(f"{redact_url(url)!r} has an invalid port") from None
+    return parts
+
+
+class WsBackend:
+    """A NetBackend connected to a WebSocket Ethernet relay.
+
+    :param url: ``ws://host[:port]/path[?token=...]`` or ``wss://...``.
+    :param machine: Anything with ``call_soon_threadsafe(fn)``; received frames are
+        delivered by functions run there.
+    :param queue_frames: Outgoing frames kept while disconnected (or while the relay is
+        slower than the guest); beyond this the oldest are dropped and counted.
+    :param backoff_initial: First reconnect delay in seconds; doubled after every failed
+        attempt up to ``backoff_max``; reset once connected.
+    :param ssl_context: TLS settings for ``wss://`` (default: the system's CA store, which
+        honours ``SSL_CERT_FILE``).
+    :param origin: The ``Origin`` header sent (default ``http(s)://HOST[:PORT]`` from the
+        URL; go-websockproxy insists on one).
+    """
+
+    external = True
+
+    def __init__(self, url: str, machine: Any, *, queue_frames: int = 128,
+                 rx_backlog: int = 512, backoff_initial: float = 0.5, backoff_max: float = 10.0,
+                 open_timeout: float = 10.0, ssl_context: _ssl.SSLContext | None = None,
+                 origin: str | None = None, name: str | None = None) -> None:
+        parts = parse_ws_url(url)
+        if queue_frames < 1 or rx_backlog < 1:
+            raise ValueError("queue_frames and rx_backlog must be at least 1")
+        self.url = url
+        self.name = name or redact_url(url)
+        self._machine = machine
+        self._receiver: FrameCallback | None = None
+        self._ssl = ssl_context if parts.scheme == "wss" else None
+        if origin is None:
+            http = "https" if parts.scheme == "wss" else "http"
+            origin = f"{http}://{parts.netloc.rpartition('@')[2]}"
+        self._origin = origin
+        self._backoff_initial = backoff_initial
+        self._backoff_max = backoff_max
+        self._open_timeout = open_timeout
+        self._c = _Counters()
+        self._connected = False
+        self._closing = False
+        # machine thread -> loop: frames to send
+        self._tx: collections.deque[bytes] = collections.deque()
+        self._tx_max = queue_frames
+        self._tx_signalled = False
+        # loop -> machine thread: received frames
+        self._rx: collections.deque[bytes] = collections.deque()
+        self._rx_max = rx_backlog
+        self._rx_scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tx_event: asyncio.Event | None = None
+        self._main_task: asyncio.Task[None] | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._thread_main, name=f"pyv86-ws {self.name}",
+                                        daemon=True)
+        self._thread.start()
+        self._ready.wait(5.0)
+
+    # NetBackend ------------------------------------------------------------------
+    def send(self, frame: bytes) -> None:
+        """Queue one frame (copied) for the relay; never blocks the caller."""
+        if self._closing:
+            return
+        tx = self._tx
+        if len(tx) >= self._tx_max:
+            try:
+                tx.popleft()
+            except IndexError:
+                pass
+            self._c.tx_dropped += 1
+        tx.append(bytes(frame))
+        if not self._tx_signalled and self._connected:
+            self._tx_signalled = True
+            loop, event = self._loop, self._tx_event
+            if loop is not None and event is not None:
+                try:
+                    loop.call_soon_threadsafe(event.set)
+                except RuntimeError:  # loop already closed
+                    pass
+
+    def set_receiver(self, callback: FrameCallback | None) -> None:
+        self._receiver = callback
+
+    def close(self) -> None:
+        """Disconnect and stop the loop thread (idempotent)."""
+        if self._closing:
+            return
+        self._closing = True
+        loop, task = self._loop, self._main_task
+        if loop is not None and task is not None:
+            try:
+                loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:
+                pass
+        if threading.current_thread() is not self._thread:
+            self._thread.join(5.0)
+
+    # introspection ---------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """Counters since the backend was created (plus ``connected`` and ``tx_queued``)."""
+        out: dict[str, Any] = {name: getattr(self._c, name) for name in _Counters.__slots__}
+        out["connected"] = self._connected
+        out["tx_queued"] = len(self._tx)
+        return out
+
+    def wait_connected(self, timeout: float) -> bool:
+        """Block until connected (for tests and tools); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while not self._connected:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    # machine thread: delivery ----------------------------------------------------
+    def _deliver(self) -> None:
+        self._rx_scheduled = False
+        rx = self._rx
+        while rx:
+            frame = rx.popleft()
+            receiver = self._receiver
+            if receiver is None:
+                self._c.rx_dropped_no_receiver += 1
+                continue
+            try:
+                receiver(frame)
+            except Exception:  # noqa: BLE001 - a NIC bug must not kill the backend
+                log.exception("%s: receiver failed on a %d-byte frame", self.name, len(frame))
+
+    # loop thread -------------------------------------------------------------------
+    def _thread_main(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            self._tx_event = asyncio.Event()
+            self._main_task = loop.create_task(self._main())
+            self._ready.set()
+            try:
+                loop.run_until_complete(self._main_task)
+            except asyncio.CancelledError:
+                pass
+        finally:
+            self._connected = False
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
+                self._ready.set()
+
+    async def _main(self) -> None:
+        from websockets.asyncio.client import connect
+
+        attempt = 0
+        delay = self._backoff_initial
+        while not self._closing:
+            attempt += 1
+            log.info("%s: connecting (attempt %d)", self.name, attempt)
+            try:
+                ws = await connect(self.url, origin=self._origin, compression=None,  # type: ignore[arg-type]
+                                   ssl=self._ssl, proxy=None, open_timeout=self._open_timeout,
+                                   max_size=MAX_MESSAGE, max_queue=64, user_agent_header=None)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any failure means "try again later"
+                self._c.connect_failures += 1
+                log.info("%s: attempt %d failed: %s; next attempt in %.1f s",
+                         self.name, attempt, _reason(exc), delay)
+                await asyncio.sleep(delay * random.uniform(0.9, 1.1))
+                delay = min(delay * 2, self._backoff_max)
+                continue
+            attempt = 0
+            delay = self._backoff_initial
+            self._c.connects += 1
+            self._connected = True
+            log.info("%s: connected", self.name)
+            try:
+                await self._session(ws)
+            finally:
+                self._connected = False
+                self._c.disconnects += 1
+                await ws.close()
+            if not self._closing:
+                code = ws.close_code
+                log.warning("%s: disconnected (%s); reconnecting", self.name,
+                            f"close code {code}" if code is not None else "connection lost")
+                await asyncio.sleep(self._backoff_initial * random.uniform(0.5, 1.0))
+
+    async def _session(self, ws: Any) -> None:
+        writer = asyncio.ensure_future(self._writer(ws))
+        try:
+            await self._reader(ws)
+        finally:
+            writer.cancel()
+            try:
+                await writer
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
+
+    async def _writer(self, ws: Any) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        event = self._tx_event
+        assert event is not None
+        tx = self._tx
+        c = self._c
+        try:
+            while True:
+                self._tx_signalled = False
+                event.clear()
+                while tx:
+                    frame = tx.popleft()
+                    await ws.send(frame)
+                    c.tx_frames += 1
+                    c.tx_bytes += len(frame)
+                await event.wait()
+        except ConnectionClosed:
+            pass
+
+    async def _reader(self, ws: Any) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        c = self._c
+        rx = self._rx
+        machine = self._machine
+        try:
+            async for msg in ws:
+                if isinstance(msg, str):
+                    c.rx_text_ignored += 1
+                    continue
+                frame, verdict = check_frame(msg, ETH_FRAME_MAX)
+                if frame is None:
+                    if verdict == RUNT:
+                        c.rx_runt += 1
+                    else:
+                        c.rx_oversize += 1
+                    continue
+                if verdict == TRIMMED:
+                    c.rx_trimmed += 1
+                if len(rx) >= self._rx_max:
+                    c.rx_dropped_backlog += 1
+                    continue
+                c.rx_frames += 1
+                c.rx_bytes += len(frame)
+                rx.append(frame)
+                if not self._rx_scheduled:
+                    self._rx_scheduled = True
+                    machine.call_soon_threadsafe(self._deliver)
+        except ConnectionClosed:
+            pass
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def make_backend(url: str, machine: Machine) -> WsBackend:
+    """The ``ws``/``wss`` factory registered with pyv86."""
+    return WsBackend(url, machine)
