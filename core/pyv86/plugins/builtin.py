@@ -7,6 +7,8 @@ from __future__ import annotations
 
 BUILTIN_MODULES: list[tuple[str, str]] = [
     ("pyv86.platform", "pyv86.platform.plugin"),
+    ("pyv86.pc", "pyv86.platform.pc"),
     ("pyv86.net", "pyv86.net.plugin"),
     ("pyv86.state", "pyv86.state.plugin"),
+    ("pyv86.guest", "pyv86.guest.plugin"),
 ]
