@@ -110,7 +110,8 @@ def cmd_plugins(args: argparse.Namespace, plugins: Any) -> int:
         print(json.dumps(info, indent=2))
         return 0
     for entry in info:
-        origin = "built-in" if entry["builtin"] else f"{entry['distribution']} {entry['version']}"
+        origin = ("built-in" if entry["builtin"] else f"{entry['distribution']} {entry['version']}"
+                  if entry["distribution"] else f"module {entry['module']}")
         provides = []
         if entry["devices"]:
             provides.append("devices: " + ", ".join(entry["devices"]))

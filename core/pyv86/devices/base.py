@@ -13,7 +13,7 @@ reboot); ``save()``/``restore(state)`` serve state images.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import attrs
 
@@ -86,18 +86,20 @@ class DeviceRegistry:
         self._kinds: dict[str, type[Device]] = {}
         self._providers: dict[str, str] = {}
         self.current_plugin: str = "<unknown>"
+        self.describe: Callable[[str], str] = str
+        """Turns a plugin name into the label errors show (the manager adds the distribution)."""
 
     def add(self, cls: type[Device]) -> None:
         """Register ``cls`` under ``cls.kind``; a kind registered twice is an error."""
         if not isinstance(cls, type) or not issubclass(cls, Device):
-            raise PluginError(f"plugin {self.current_plugin}: {cls!r} is not a pyv86 Device subclass")
+            raise PluginError(f"plugin {self.describe(self.current_plugin)}: {cls!r} is not a pyv86 Device subclass")
         kind = cls.kind
         if not kind:
-            raise PluginError(f"plugin {self.current_plugin}: device class {cls.__qualname__} has no 'kind'")
+            raise PluginError(f"plugin {self.describe(self.current_plugin)}: device class {cls.__qualname__} has no 'kind'")
         if kind in self._kinds and self._kinds[kind] is not cls:
             raise PluginError(
-                f"plugin {self.current_plugin}: device type {kind!r} is already registered "
-                f"by plugin {self._providers[kind]}"
+                f"plugin {self.describe(self.current_plugin)}: device type {kind!r} is already registered "
+                f"by plugin {self.describe(self._providers[kind])}"
             )
         self._kinds[kind] = cls
         self._providers[kind] = self.current_plugin

@@ -44,16 +44,18 @@ class NetBackendRegistry:
         self._providers: dict[str, str] = {}
         self._help: dict[str, str] = {}
         self.current_plugin: str = "<unknown>"
+        self.describe: Callable[[str], str] = str
+        """Turns a plugin name into the label errors show (the manager adds the distribution)."""
 
     def add(self, scheme: str, factory: BackendFactory, help: str = "") -> None:
         """Register ``factory`` for URLs ``scheme:...``; a scheme registered twice is an error."""
         scheme = scheme.lower().rstrip(":")
         if not scheme or not scheme.replace("+", "").replace("-", "").isalnum():
-            raise PluginError(f"plugin {self.current_plugin}: {scheme!r} is not a valid URL scheme")
+            raise PluginError(f"plugin {self.describe(self.current_plugin)}: {scheme!r} is not a valid URL scheme")
         if scheme in self._factories and self._factories[scheme] is not factory:
             raise PluginError(
-                f"plugin {self.current_plugin}: network URL scheme {scheme!r} is already "
-                f"registered by plugin {self._providers[scheme]}"
+                f"plugin {self.describe(self.current_plugin)}: network URL scheme {scheme!r} is already "
+                f"registered by plugin {self.describe(self._providers[scheme])}"
             )
         self._factories[scheme] = factory
         self._providers[scheme] = self.current_plugin

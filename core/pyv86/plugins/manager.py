@@ -165,6 +165,7 @@ class PluginManager:
             return
         self.devices = DeviceRegistry()
         self.net_backends = NetBackendRegistry()
+        self.devices.describe = self.net_backends.describe = self.describe
         self._call_per_plugin("pyv86_register_devices", registry=self.devices)
         self._call_per_plugin("pyv86_register_net_backends", registry=self.net_backends)
         self._collected = True
@@ -172,7 +173,7 @@ class PluginManager:
     def _call_per_plugin(self, hook_name: str, **kwargs: Any) -> None:
         caller = getattr(self.pm.hook, hook_name)
         registry = kwargs.get("registry")
-        for impl in reversed(caller.get_hookimpls()):
+        for impl in caller.get_hookimpls():  # registration order: built-ins first, so a clash names the newcomer
             name = impl.plugin_name
             record = self.records.get(name)
             label = self._label(name, record.distribution if record else None,
@@ -219,6 +220,12 @@ class PluginManager:
 
         self.pm.add_hookcall_monitoring(before, after)
 
+    def describe(self, name: str) -> str:
+        """A plugin's label for messages: its name, distribution and version."""
+        record = self.records.get(name)
+        return self._label(name, record.distribution if record else None,
+                           record.version if record else None)
+
     @staticmethod
     def _label(name: str, distribution: str | None, version: str | None) -> str:
         if distribution and distribution != name:
@@ -229,6 +236,9 @@ class PluginManager:
 
 
 def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, pluggy.PluginValidationError):
+        # pluggy spreads the reason over several lines: the hook, the definition, the problem
+        return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
     text = str(exc).strip().splitlines()
     first = text[0] if text else type(exc).__name__
     if isinstance(exc, (ImportError, SyntaxError)) and type(exc).__name__ not in first:
