@@ -240,8 +240,8 @@ class PasstBackend:
             if self._closing.is_set():
                 sock.close()
                 return backoff
-            self._attach(sock)
             log.warning("%s: passt restarted (pid %s)", self.name, proc.pid)
+            self._attach(sock)
             return backoff
         return backoff
 
@@ -254,8 +254,8 @@ class PasstBackend:
                 sock = self._connect_attached()
             except PasstError:
                 continue
-            self._attach(sock)
             log.warning("%s: reconnected to passt at %s", self.name, self.options.socket_path)
+            self._attach(sock)
             return
 
     # -- data paths ----------------------------------------------------------------------

@@ -133,6 +133,9 @@ class PasstProcess:
             if time.monotonic() >= deadline:
                 self.stop()
                 why = f" ({last_error.strerror})" if last_error is not None else ""
+                if os.geteuid() == 0:
+                    why += (f"; started as root, passt runs as user nobody, which must be able "
+                            f"to reach {self.directory} (check TMPDIR)")
                 raise PasstError(f"passt did not open its socket {self.socket_path} within "
                                  f"{timeout:g} s{why}; it said: {self.last_output()}")
             time.sleep(0.01)

@@ -139,7 +139,10 @@ def test_tcp_to_the_gateway_reaches_a_server_on_the_host_loopback(passt_machine,
     while not fin:
         seg = run.expect(tcp.mine, what="data from the host server")
         if seg.payload:
-            assert seg.seq == tcp.ack, "passt sent data out of order"
+            if seg.seq + len(seg.payload) <= tcp.ack:       # a retransmission we already have
+                tcp.segment(pk.ACK)
+                continue
+            assert seg.seq == tcp.ack, f"passt skipped data: seq {seg.seq}, expected {tcp.ack}"
             reply += seg.payload
             tcp.ack += len(seg.payload)
         if seg.flags & pk.FIN:
