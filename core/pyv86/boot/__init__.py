@@ -1,0 +1,1 @@
+"""Direct kernel boot (no BIOS): the Linux 32-bit boot protocol."""

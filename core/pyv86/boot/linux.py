@@ -1,0 +1,336 @@
+"""Direct Linux boot: the x86 32-bit boot protocol, no BIOS.
+
+:class:`BzImage` parses and validates a kernel file (boot sector signature, "HdrS",
+protocol >= 2.06, LOADED_HIGH); every problem is one :class:`~pyv86.errors.BootError`
+line naming the file. :class:`LinuxBoot` is a machine boot hook (it runs after every
+reset) that lays out guest memory and CPU state the way ``Documentation/arch/x86/boot.rst``
+("32-bit Boot Protocol") asks:
+
+========== ====================================================================
+0x6000     boot GDT: null, null, 0x10 flat code, 0x18 flat data
+0x7000     zero page (struct boot_params): zeroed, header copied from 0x1F1,
+           type_of_loader 0xFF, ramdisk, cmd_line_ptr, e820 table
+0x20000    command line (NUL-terminated)
+0x100000   protected-mode part of the bzImage
+top of RAM initrd, page aligned, below initrd_addr_max
+========== ====================================================================
+
+and enters the kernel at ``code32_start`` (0x100000) in flat 32-bit protected mode with
+paging off, interrupts off, ESI = zero page, EBX = EBP = EDI = 0.
+
+:data:`DEFAULT_CMDLINE` is used when the machine file gives none; its
+``tsc_early_khz`` matches the CPU's virtual TSC rate (:data:`TSC_KHZ`), so the kernel
+skips PIT calibration.
+"""
+from __future__ import annotations
+
+import logging
+import struct
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from pyv86.errors import BootError
+
+if TYPE_CHECKING:
+    from pyv86.machine import Machine
+
+log = logging.getLogger(__name__)
+
+GDT_ADDR = 0x6000
+ZERO_PAGE = 0x7000
+CMDLINE_ADDR = 0x20000
+KERNEL_ADDR = 0x100000
+LOW_RAM_END = 0x9FC00
+MIN_PROTOCOL = 0x0206
+
+BOOT_CS, BOOT_DS = 0x10, 0x18
+GDT_ENTRIES = (0, 0, 0x00CF9B000000FFFF, 0x00CF93000000FFFF)  # accessed bits preset
+CODE_FLAGS = 0xC09B  # G, D/B, P, DPL0, code exec/read accessed  ((desc_hi >> 8) & 0xF0FF)
+DATA_FLAGS = 0xC093
+
+TSC_KHZ = 1_000_000
+"""The virtual TSC runs at 1 GHz: one tick per guest nanosecond (see the pc platform)."""
+
+DEFAULT_CMDLINE = (
+    "console=ttyS0 earlyprintk=serial,ttyS0,115200 acpi=off nolapic noapic nokaslr pci=conf1 "
+    f"tsc_early_khz={TSC_KHZ} tsc=reliable 8250.nr_uarts=1 i8042.noaux dis_ucode_ldr "
+    "mitigations=off panic=-1"
+)
+
+# zero page offsets (struct boot_params)
+BP_ACPI_RSDP = 0x070
+BP_EXT_RAMDISK_IMAGE, BP_EXT_RAMDISK_SIZE, BP_EXT_CMD_LINE_PTR = 0x0C0, 0x0C4, 0x0C8
+BP_E820_ENTRIES = 0x1E8
+BP_SENTINEL = 0x1EF
+BP_HDR = 0x1F1
+BP_E820_TABLE = 0x2D0
+E820_MAX = 128
+# setup header offsets (same in the file and in boot_params)
+HDR_SETUP_SECTS = 0x1F1
+HDR_VID_MODE = 0x1FA
+HDR_BOOT_FLAG = 0x1FE
+HDR_JUMP = 0x200
+HDR_MAGIC = 0x202
+HDR_VERSION = 0x206
+HDR_KERNEL_VERSION = 0x20E
+HDR_TYPE_OF_LOADER = 0x210
+HDR_LOADFLAGS = 0x211
+HDR_CODE32_START = 0x214
+HDR_RAMDISK_IMAGE = 0x218
+HDR_RAMDISK_SIZE = 0x21C
+HDR_HEAP_END_PTR = 0x224
+HDR_CMD_LINE_PTR = 0x228
+HDR_INITRD_ADDR_MAX = 0x22C
+HDR_KERNEL_ALIGNMENT = 0x230
+HDR_RELOCATABLE = 0x234
+HDR_CMDLINE_SIZE = 0x238
+HDR_HARDWARE_SUBARCH = 0x23C
+HDR_SETUP_DATA = 0x250
+HDR_PREF_ADDRESS = 0x258
+HDR_INIT_SIZE = 0x260
+
+LOADED_HIGH = 0x01
+CAN_USE_HEAP = 0x80
+E820_RAM, E820_RESERVED = 1, 2
+
+
+def _u8(data: bytes, off: int) -> int:
+    return data[off]
+
+
+def _u16(data: bytes, off: int) -> int:
+    return struct.unpack_from("<H", data, off)[0]
+
+
+def _u32(data: bytes, off: int) -> int:
+    return struct.unpack_from("<I", data, off)[0]
+
+
+@attrs.define(frozen=True)
+class BzImage:
+    """A validated bzImage: its setup header and protected-mode part."""
+
+    path: str
+    data: bytes = attrs.field(repr=False)
+    setup_sects: int
+    protocol: int
+    loadflags: int
+    header_end: int
+    pm_offset: int
+    code32_start: int
+    initrd_addr_max: int
+    kernel_alignment: int
+    relocatable: bool
+    cmdline_size: int
+    pref_address: int
+    init_size: int
+    version_string: str
+
+    @property
+    def pm_size(self) -> int:
+        return len(self.data) - self.pm_offset
+
+    @property
+    def protocol_text(self) -> str:
+        return f"{self.protocol >> 8}.{self.protocol & 0xFF:02d}"
+
+    @classmethod
+    def load(cls, path: str | Path) -> BzImage:
+        shown = str(path)
+        try:
+            data = Path(path).read_bytes()
+        except FileNotFoundError:
+            raise BootError(f"{shown}: no such kernel file; build the guest with `pyv86 guest build` "
+                            "or set [boot] kernel") from None
+        except IsADirectoryError:
+            raise BootError(f"{shown}: is a directory, not a kernel file") from None
+        except OSError as exc:
+            raise BootError(f"{shown}: cannot read kernel: {exc.strerror}") from None
+        return cls.parse(data, shown)
+
+    @classmethod
+    def parse(cls, data: bytes, shown: str = "<kernel>") -> BzImage:
+        if len(data) < 0x400:
+            raise BootError(f"{shown}: not a bzImage ({len(data)} bytes is too short for a Linux boot header)")
+        if _u16(data, HDR_BOOT_FLAG) != 0xAA55:
+            raise BootError(f"{shown}: not a bzImage (no 0xAA55 boot signature at 0x1FE); "
+                            "pass the kernel's bzImage/vmlinuz, not an ELF vmlinux")
+        if data[HDR_MAGIC:HDR_MAGIC + 4] != b"HdrS":
+            raise BootError(f"{shown}: not a bzImage (no \"HdrS\" setup header at 0x202); "
+                            "kernels older than 1.3.73 are not supported")
+        protocol = _u16(data, HDR_VERSION)
+        text = f"{protocol >> 8}.{protocol & 0xFF:02d}"
+        if protocol < MIN_PROTOCOL:
+            raise BootError(f"{shown}: boot protocol {text} is too old; pyv86 needs 2.06 or newer "
+                            "(Linux 2.6.22+)")
+        loadflags = _u8(data, HDR_LOADFLAGS)
+        if not loadflags & LOADED_HIGH:
+            raise BootError(f"{shown}: a zImage (loads at 0x10000); pyv86 boots only bzImages")
+        setup_sects = _u8(data, HDR_SETUP_SECTS) or 4
+        pm_offset = (setup_sects + 1) * 512
+        if pm_offset >= len(data):
+            raise BootError(f"{shown}: truncated: setup_sects={setup_sects} says the kernel starts at "
+                            f"{pm_offset:#x} but the file has {len(data)} bytes")
+        header_end = 0x202 + _u8(data, HDR_JUMP + 1)
+        version = ""
+        kv = _u16(data, HDR_KERNEL_VERSION)
+        if kv and kv + 0x200 < len(data):
+            raw = data[kv + 0x200 : kv + 0x200 + 256]
+            version = raw.split(b"\0", 1)[0].decode("ascii", "replace")
+        return cls(
+            path=shown, data=data, setup_sects=setup_sects, protocol=protocol, loadflags=loadflags,
+            header_end=header_end, pm_offset=pm_offset, code32_start=_u32(data, HDR_CODE32_START),
+            initrd_addr_max=_u32(data, HDR_INITRD_ADDR_MAX),
+            kernel_alignment=_u32(data, HDR_KERNEL_ALIGNMENT) if protocol >= 0x0205 else 0x100000,
+            relocatable=bool(_u8(data, HDR_RELOCATABLE)) if protocol >= 0x0205 else False,
+            cmdline_size=_u32(data, HDR_CMDLINE_SIZE) if protocol >= 0x0206 else 255,
+            pref_address=_u32(data, HDR_PREF_ADDRESS) if protocol >= 0x020A else KERNEL_ADDR,
+            init_size=_u32(data, HDR_INIT_SIZE) if protocol >= 0x020A else 0,
+            version_string=version,
+        )
+
+
+def e820_map(memory_size: int) -> list[tuple[int, int, int]]:
+    """The BIOS-style memory map for a machine with ``memory_size`` bytes of RAM."""
+    entries = [(0, LOW_RAM_END, E820_RAM),
+               (LOW_RAM_END, 0xA0000 - LOW_RAM_END, E820_RESERVED),
+               (0xF0000, 0x10000, E820_RESERVED)]
+    if memory_size > 0x100000:
+        entries.append((0x100000, memory_size - 0x100000, E820_RAM))
+    return entries
+
+
+@attrs.define
+class BootLayout:
+    """Where the loader put things (for tests, logs and monitors)."""
+
+    kernel: tuple[int, int]
+    initrd: tuple[int, int] | None
+    cmdline: str
+    zero_page: int = ZERO_PAGE
+
+
+class LinuxBoot:
+    """A boot hook: ``hook(machine)`` loads the kernel, initrd and command line, sets the CPU."""
+
+    def __init__(self, kernel: BzImage, initrd: bytes | None = None, cmdline: str | None = None,
+                 initrd_path: str | None = None) -> None:
+        self.kernel = kernel
+        self.initrd = initrd
+        self.initrd_path = initrd_path or "<initrd>"
+        self.cmdline = DEFAULT_CMDLINE if cmdline is None else cmdline
+        if len(self.cmdline) > kernel.cmdline_size:
+            raise BootError(f"{kernel.path}: command line is {len(self.cmdline)} characters; "
+                            f"this kernel takes at most {kernel.cmdline_size}")
+        self.layout: BootLayout | None = None
+
+    @classmethod
+    def from_files(cls, kernel: str, initrd: str | None = None, cmdline: str | None = None) -> LinuxBoot:
+        image = BzImage.load(kernel)
+        data = None
+        if initrd:
+            try:
+                data = Path(initrd).read_bytes()
+            except FileNotFoundError:
+                raise BootError(f"{initrd}: no such initrd file; build the guest with `pyv86 guest build` "
+                                "or fix [boot] initrd") from None
+            except OSError as exc:
+                raise BootError(f"{initrd}: cannot read initrd: {exc.strerror}") from None
+        log.info("%s: Linux %s, boot protocol %s, %d KiB", kernel, image.version_string or "?",
+                 image.protocol_text, len(image.data) >> 10)
+        return cls(image, data, cmdline, initrd_path=initrd)
+
+    def __call__(self, machine: Machine) -> None:
+        self.load(machine)
+
+    # memory ---------------------------------------------------------------------------
+    def place_initrd(self, memory_size: int) -> int | None:
+        """Physical address for the initrd: page aligned at the top of usable RAM."""
+        if not self.initrd:
+            return None
+        k = self.kernel
+        top = min(memory_size, k.initrd_addr_max + 1)
+        start = (top - len(self.initrd)) & ~0xFFF
+        # keep clear of the kernel image and of the decompressor's run area
+        run = max(k.pref_address, KERNEL_ADDR)
+        if k.relocatable and k.kernel_alignment:
+            run = max(run, (KERNEL_ADDR + k.kernel_alignment - 1) // k.kernel_alignment * k.kernel_alignment)
+        low_limit = max(KERNEL_ADDR + k.pm_size, run + k.init_size)
+        if start < low_limit:
+            need = (low_limit + len(self.initrd) + (1 << 20) - 1) >> 20
+            raise BootError(f"{self.initrd_path}: initrd of {len(self.initrd) >> 10} KiB does not fit "
+                            f"above the kernel in {memory_size >> 20} MiB of RAM; "
+                            f"give the machine at least {need + 1} MiB ([machine] memory)")
+        return start
+
+    def load(self, machine: Machine) -> BootLayout:
+        k = self.kernel
+        mem = machine.memory
+        if KERNEL_ADDR + k.pm_size > mem.size:
+            raise BootError(f"{k.path}: the kernel ({k.pm_size >> 10} KiB) does not fit in "
+                            f"{mem.size >> 20} MiB of RAM")
+        initrd_at = self.place_initrd(mem.size)
+
+        mem.write(KERNEL_ADDR, memoryview(k.data)[k.pm_offset:])
+        if initrd_at is not None and self.initrd is not None:
+            mem.write(initrd_at, self.initrd)
+        cmd = self.cmdline.encode("ascii", "replace") + b"\0"
+        mem.write(CMDLINE_ADDR, cmd)
+        mem.write(ZERO_PAGE, self.zero_page(mem.size, initrd_at))
+        mem.write(GDT_ADDR, b"".join(struct.pack("<Q", d) for d in GDT_ENTRIES))
+        if machine.cpu is None:
+            raise BootError(f"{k.path}: booting a kernel needs a CPU ([machine] cpu = true)")
+        self.set_cpu_state(machine.cpu)
+        self.layout = BootLayout((KERNEL_ADDR, k.pm_size),
+                                 None if initrd_at is None else (initrd_at, len(self.initrd or b"")),
+                                 self.cmdline)
+        log.info("linux: kernel at %#x (%d KiB), initrd %s, cmdline %r", KERNEL_ADDR, k.pm_size >> 10,
+                 f"at {initrd_at:#x} ({len(self.initrd or b'') >> 10} KiB)" if initrd_at is not None else "none",
+                 self.cmdline)
+        return self.layout
+
+    def zero_page(self, memory_size: int, initrd_at: int | None) -> bytes:
+        """The 4 KiB struct boot_params for this kernel, initrd and RAM size."""
+        k = self.kernel
+        zp = bytearray(4096)
+        zp[BP_HDR:k.header_end] = k.data[BP_HDR:k.header_end]
+        zp[BP_SENTINEL] = 0
+        zp[HDR_TYPE_OF_LOADER] = 0xFF
+        zp[HDR_LOADFLAGS] = (k.loadflags | CAN_USE_HEAP) & 0xFF
+        struct.pack_into("<H", zp, HDR_HEAP_END_PTR, 0xDE00)
+        struct.pack_into("<H", zp, HDR_VID_MODE, 0xFFFF)
+        struct.pack_into("<I", zp, HDR_CMD_LINE_PTR, CMDLINE_ADDR)
+        if initrd_at is not None and self.initrd:
+            struct.pack_into("<II", zp, HDR_RAMDISK_IMAGE, initrd_at, len(self.initrd))
+        else:
+            struct.pack_into("<II", zp, HDR_RAMDISK_IMAGE, 0, 0)
+        if k.protocol >= 0x0207:
+            struct.pack_into("<I", zp, HDR_HARDWARE_SUBARCH, 0)
+        if k.protocol >= 0x0209:
+            struct.pack_into("<Q", zp, HDR_SETUP_DATA, 0)
+        entries = e820_map(memory_size)
+        zp[BP_E820_ENTRIES] = len(entries)
+        for i, (addr, size, kind) in enumerate(entries[:E820_MAX]):
+            struct.pack_into("<QQI", zp, BP_E820_TABLE + 20 * i, addr, size, kind)
+        return bytes(zp)
+
+    # CPU -----------------------------------------------------------------------------
+    def set_cpu_state(self, cpu: Any) -> None:
+        """Flat 32-bit protected mode at code32_start, paging and interrupts off."""
+        from pyv86.cpu.state import CS, DS, ES, FS, GS, SS
+
+        cpu.set_gdtr(GDT_ADDR, len(GDT_ENTRIES) * 8 - 1)
+        cpu.set_idtr(0, 0)
+        cpu.set_cr(0, 0x00000011)
+        for n in (2, 3, 4):
+            cpu.set_cr(n, 0)
+        cpu.set_segment(CS, BOOT_CS, 0, 0xFFFFFFFF, CODE_FLAGS)
+        for seg in (DS, ES, SS, FS, GS):
+            cpu.set_segment(seg, BOOT_DS, 0, 0xFFFFFFFF, DATA_FLAGS)
+        cpu.set_eflags(0x00000002)
+        for reg, value in (("eax", 0), ("ecx", 0), ("edx", 0), ("ebx", 0), ("esp", 0),
+                           ("ebp", 0), ("esi", ZERO_PAGE), ("edi", 0)):
+            cpu.set_reg(reg, value)
+        cpu.set_eip(self.kernel.code32_start or KERNEL_ADDR)

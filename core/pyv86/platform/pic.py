@@ -1,0 +1,360 @@
+"""The 8259A programmable interrupt controller pair (master 0x20/0x21, slave 0xA0/0xA1) and ELCR.
+
+This is the PC's interrupt controller: it attaches itself as the sink of the machine's
+IRQ lines (``machine.irqs.attach_sink``), registers as the controller the CPU
+acknowledges interrupts from (``machine.set_interrupt_controller``) and drives the CPU's
+INTR pin with ``machine.set_intr``. The slave's output is wired to master input 2; ISA
+IRQ 2 (the cascade) is redirected to input 9 as on every AT.
+
+Implemented: ICW1-ICW4 (single/cascade, LTIM, auto-EOI, special fully nested), OCW1
+(IMR), OCW2 (non-specific, specific and rotating EOIs, set priority, rotate on auto-EOI),
+OCW3 (IRR/ISR read select, poll, special mask mode), edge and level triggering (level per
+line through the ELCR registers at 0x4D0/0x4D1, or all lines with ICW1.LTIM), spurious
+IRQ 7 / 15 when the request went away before INTA. The ELCR power-on value is a config
+option (default IRQ 10 and 11 level-triggered: the PCI interrupts the PIIX3 routes).
+
+State keeps per-chip registers in two-element lists (index 0 master, 1 slave).
+"""
+from __future__ import annotations
+
+import logging
+from typing import ClassVar
+
+import attrs
+
+from pyv86.devices.base import Device
+
+log = logging.getLogger(__name__)
+
+MASTER, SLAVE = 0, 1
+ELCR_WRITABLE = (0xF8, 0xDE)  # IRQ 0, 1, 2, 8 and 13 are always edge-triggered
+CASCADE = 2
+
+
+def _elcr(value: int) -> int:
+    if not 0 <= value <= 0xFFFF:
+        raise ValueError(f"elcr {value:#x} is not a 16-bit mask of IRQ lines")
+    if value & ~(ELCR_WRITABLE[0] | ELCR_WRITABLE[1] << 8):
+        raise ValueError(f"elcr {value:#06x}: IRQ 0, 1, 2, 8 and 13 cannot be level-triggered")
+    return value
+
+
+@attrs.define(frozen=True)
+class PicConfig:
+    elcr: int = attrs.field(default=0x0C00, validator=lambda _i, _a, v: _elcr(v), metadata={
+        "help": "power-on ELCR: bit n set = IRQ n level-triggered (default IRQ 10 and 11)"})
+
+
+def _pair(value: int = 0) -> list[int]:
+    return [value, value]
+
+
+@attrs.define
+class PicState:
+    """Registers of both chips (index 0 master, 1 slave) with datasheet names."""
+
+    VERSION: ClassVar[int] = 1
+    irr: list[int] = attrs.field(factory=_pair)
+    isr: list[int] = attrs.field(factory=_pair)
+    imr: list[int] = attrs.field(factory=_pair)
+    elcr: list[int] = attrs.field(factory=_pair)
+    input_level: list[int] = attrs.field(factory=_pair)    # current level of each input pin
+    vector_base: list[int] = attrs.field(factory=_pair)    # ICW2 & 0xF8
+    icw3: list[int] = attrs.field(factory=_pair)
+    init_step: list[int] = attrs.field(factory=_pair)      # 0 ready, 2..4 expecting ICWn
+    icw4_needed: list[int] = attrs.field(factory=_pair)
+    single: list[int] = attrs.field(factory=_pair)
+    ltim: list[int] = attrs.field(factory=_pair)           # ICW1 bit 3: all inputs level
+    auto_eoi: list[int] = attrs.field(factory=_pair)
+    rotate_on_aeoi: list[int] = attrs.field(factory=_pair)
+    sfnm: list[int] = attrs.field(factory=_pair)           # special fully nested mode
+    lowest_priority: list[int] = attrs.field(factory=lambda: [7, 7])  # IR with lowest priority
+    read_isr: list[int] = attrs.field(factory=_pair)       # OCW3 RR/RIS: 1 = read ISR
+    poll: list[int] = attrs.field(factory=_pair)
+    special_mask: list[int] = attrs.field(factory=_pair)
+    intr: bool = False
+
+
+class PicPair(Device):
+    """Two cascaded 8259As, the machine's interrupt controller."""
+
+    kind = "i8259"
+    config_cls = PicConfig
+    state_cls = PicState
+    description = "8259A PIC pair with ELCR; the machine's interrupt controller"
+
+    def realize(self, machine) -> None:  # type: ignore[override]
+        super().realize(machine)
+        self.state = self._power_on()
+        machine.ports.map(0x20, 2, self._read_master, self._write_master, self, name="pic-master", sizes=(1,))
+        machine.ports.map(0xA0, 2, self._read_slave, self._write_slave, self, name="pic-slave", sizes=(1,))
+        machine.ports.map(0x4D0, 2, self._read_elcr, self._write_elcr, self, name="elcr", sizes=(1,))
+        machine.set_interrupt_controller(self)
+        machine.irqs.attach_sink(self)
+
+    def _power_on(self) -> PicState:
+        state = PicState()
+        state.elcr = [self.config.elcr & ELCR_WRITABLE[0], (self.config.elcr >> 8) & ELCR_WRITABLE[1]]
+        return state
+
+    def reset(self) -> None:
+        levels = list(self.state.input_level)
+        self.state = self._power_on()
+        self.state.input_level = levels  # the wires keep their levels across a reset
+        self._drive_output(force=True)
+
+    def restore(self, state: PicState) -> None:
+        self.state = state
+        self._drive_output(force=True)
+
+    # IRQ lines (the sink side) ------------------------------------------------------
+    def set_irq(self, line: int, level: bool) -> None:
+        """An ISA line changed level; line 2 is the AT's redirected IRQ 9."""
+        if line == CASCADE:
+            line = 9
+        if not 0 <= line < 16:
+            return
+        self._set_input(line >> 3, line & 7, bool(level))
+        self._update()
+
+    def _set_input(self, chip: int, irq: int, level: bool) -> None:
+        s = self.state
+        bit = 1 << irq
+        was = s.input_level[chip] & bit
+        if level:
+            s.input_level[chip] |= bit
+        else:
+            s.input_level[chip] &= ~bit
+        if self._is_level(chip, irq):
+            if level:
+                s.irr[chip] |= bit
+            else:
+                s.irr[chip] &= ~bit
+        elif level and not was:
+            s.irr[chip] |= bit  # rising edge latches the request
+
+    def _is_level(self, chip: int, irq: int) -> bool:
+        s = self.state
+        if chip == MASTER and irq == CASCADE and not s.single[MASTER]:
+            return True  # the slave's INT output is a level: no request once it drops
+        return bool(s.ltim[chip] or s.elcr[chip] >> irq & 1)
+
+    # priority resolution --------------------------------------------------------------
+    def _priority(self, chip: int, mask: int) -> int:
+        """Priority rank (0 highest) of the best request in ``mask``; 8 if none."""
+        if not mask:
+            return 8
+        start = (self.state.lowest_priority[chip] + 1) & 7
+        for rank in range(8):
+            if mask >> ((start + rank) & 7) & 1:
+                return rank
+        return 8
+
+    def _pending(self, chip: int) -> int:
+        """The input this chip would present to the CPU now, or -1."""
+        s = self.state
+        requests = s.irr[chip] & ~s.imr[chip]
+        rank = self._priority(chip, requests)
+        if rank == 8:
+            return -1
+        in_service = s.isr[chip]
+        if s.special_mask[chip]:
+            in_service &= ~s.imr[chip]
+        if s.sfnm[chip] and chip == MASTER:
+            in_service &= ~(1 << CASCADE)  # the slave may nest its own priorities
+        if rank < self._priority(chip, in_service):
+            return (s.lowest_priority[chip] + 1 + rank) & 7
+        return -1
+
+    def _update(self) -> None:
+        slave_out = self._pending(SLAVE) >= 0
+        self._set_input(MASTER, CASCADE, slave_out)
+        self._drive_output()
+
+    def _drive_output(self, force: bool = False) -> None:
+        if self.machine is None:
+            return
+        intr = self._pending(MASTER) >= 0
+        if intr != self.state.intr or force:
+            self.state.intr = intr
+            self.machine.set_intr(intr)
+
+    @property
+    def intr(self) -> bool:
+        return self.state.intr
+
+    # INTA -----------------------------------------------------------------------
+    def _intack(self, chip: int, irq: int) -> None:
+        s = self.state
+        bit = 1 << irq
+        if s.auto_eoi[chip]:
+            if s.rotate_on_aeoi[chip]:
+                s.lowest_priority[chip] = irq
+        else:
+            s.isr[chip] |= bit
+        if not self._is_level(chip, irq):
+            s.irr[chip] &= ~bit
+
+    def acknowledge(self) -> int | None:
+        """The CPU's interrupt-acknowledge cycle: the vector to deliver."""
+        s = self.state
+        irq = self._pending(MASTER)
+        if irq < 0:
+            # INTR dropped before INTA: the 8259 answers with IR7 without setting ISR
+            vector = s.vector_base[MASTER] + 7
+        elif irq == CASCADE and not s.single[MASTER]:
+            self._intack(MASTER, irq)
+            irq2 = self._pending(SLAVE)
+            if irq2 >= 0:
+                self._intack(SLAVE, irq2)
+            else:
+                irq2 = 7  # spurious IRQ 15
+            vector = s.vector_base[SLAVE] + irq2
+        else:
+            self._intack(MASTER, irq)
+            vector = s.vector_base[MASTER] + irq
+        self._update()
+        return vector & 0xFF
+
+    # guest access ------------------------------------------------------------------
+    def _read_master(self, offset: int, size: int) -> int:
+        return self._read(MASTER, offset)
+
+    def _write_master(self, offset: int, size: int, value: int) -> None:
+        self._write(MASTER, offset, value & 0xFF)
+
+    def _read_slave(self, offset: int, size: int) -> int:
+        return self._read(SLAVE, offset)
+
+    def _write_slave(self, offset: int, size: int, value: int) -> None:
+        self._write(SLAVE, offset, value & 0xFF)
+
+    def _read(self, chip: int, offset: int) -> int:
+        s = self.state
+        if s.poll[chip]:
+            s.poll[chip] = 0
+            return self._poll_read(chip)
+        if offset == 0:
+            return s.isr[chip] if s.read_isr[chip] else s.irr[chip]
+        return s.imr[chip]
+
+    def _poll_read(self, chip: int) -> int:
+        """OCW3 poll: the read acts as INTA; bit 7 = request pending, bits 2-0 = its level."""
+        irq = self._pending(chip)
+        if irq < 0:
+            self._update()
+            return 0
+        self._intack(chip, irq)
+        if chip == MASTER and irq == CASCADE:
+            pass  # the slave is polled separately by software
+        self._update()
+        return 0x80 | irq
+
+    def _write(self, chip: int, offset: int, value: int) -> None:
+        s = self.state
+        if offset == 0:
+            if value & 0x10:
+                self._icw1(chip, value)
+            elif value & 0x08:
+                self._ocw3(chip, value)
+            else:
+                self._ocw2(chip, value)
+            return
+        step = s.init_step[chip]
+        if step == 0:
+            s.imr[chip] = value
+            self._update()
+        elif step == 2:
+            s.vector_base[chip] = value & 0xF8
+            if not s.single[chip]:
+                s.init_step[chip] = 3
+            else:
+                s.init_step[chip] = 4 if s.icw4_needed[chip] else 0
+        elif step == 3:
+            s.icw3[chip] = value
+            s.init_step[chip] = 4 if s.icw4_needed[chip] else 0
+        elif step == 4:
+            if not value & 1:
+                log.warning("%s: ICW4 %#04x selects MCS-80/85 mode; treating it as 8086 mode", self.id, value)
+            s.auto_eoi[chip] = value >> 1 & 1
+            s.sfnm[chip] = value >> 4 & 1
+            s.init_step[chip] = 0
+            self._update()
+
+    def _icw1(self, chip: int, value: int) -> None:
+        s = self.state
+        s.imr[chip] = 0
+        s.isr[chip] = 0
+        s.irr[chip] = 0
+        s.lowest_priority[chip] = 7
+        s.read_isr[chip] = 0
+        s.poll[chip] = 0
+        s.special_mask[chip] = 0
+        s.auto_eoi[chip] = 0
+        s.rotate_on_aeoi[chip] = 0
+        s.sfnm[chip] = 0
+        s.icw4_needed[chip] = value & 1
+        s.single[chip] = value >> 1 & 1
+        s.ltim[chip] = value >> 3 & 1
+        s.init_step[chip] = 2
+        if value & 0x04:
+            log.debug("%s: ICW1 call address interval 4 ignored (8086 mode)", self.id)
+        # the edge detectors restart: a high edge-triggered input must fall and rise again,
+        # a high level-triggered input requests at once
+        for irq in range(8):
+            if self._is_level(chip, irq) and s.input_level[chip] >> irq & 1:
+                s.irr[chip] |= 1 << irq
+        self._update()
+
+    def _ocw2(self, chip: int, value: int) -> None:
+        s = self.state
+        command = value >> 5
+        if command in (0, 4):  # clear / set rotate in automatic EOI mode
+            s.rotate_on_aeoi[chip] = command >> 2
+        elif command in (1, 5):  # non-specific EOI (5: and rotate)
+            rank = self._priority(chip, s.isr[chip])
+            if rank != 8:
+                irq = (s.lowest_priority[chip] + 1 + rank) & 7
+                s.isr[chip] &= ~(1 << irq)
+                if command == 5:
+                    s.lowest_priority[chip] = irq
+        elif command == 3:  # specific EOI
+            s.isr[chip] &= ~(1 << (value & 7))
+        elif command == 6:  # set priority: the given IR becomes the lowest
+            s.lowest_priority[chip] = value & 7
+        elif command == 7:  # rotate on specific EOI
+            irq = value & 7
+            s.isr[chip] &= ~(1 << irq)
+            s.lowest_priority[chip] = irq
+        # command 2 is a no-op
+        self._update()
+
+    def _ocw3(self, chip: int, value: int) -> None:
+        s = self.state
+        if value & 0x04:
+            s.poll[chip] = 1
+        if value & 0x02:
+            s.read_isr[chip] = value & 1
+        if value & 0x40:
+            s.special_mask[chip] = value >> 5 & 1
+        self._update()
+
+    # ELCR ----------------------------------------------------------------------
+    def _read_elcr(self, offset: int, size: int) -> int:
+        return self.state.elcr[offset]
+
+    def _write_elcr(self, offset: int, size: int, value: int) -> None:
+        s = self.state
+        s.elcr[offset] = value & ELCR_WRITABLE[offset]
+        # a line switched to level mode requests while high; one switched to edge keeps its IRR
+        for irq in range(8):
+            if self._is_level(offset, irq):
+                if s.input_level[offset] >> irq & 1:
+                    s.irr[offset] |= 1 << irq
+                elif not (offset == MASTER and irq == CASCADE):
+                    s.irr[offset] &= ~(1 << irq)
+        self._update()
+
+    # introspection for tests and monitors ------------------------------------------
+    def is_level_triggered(self, line: int) -> bool:
+        return self._is_level(line >> 3, line & 7)
