@@ -9,6 +9,7 @@ frame is counted as dropped.
 from __future__ import annotations
 
 import struct
+from typing import Callable
 
 from attrs import define
 
@@ -38,7 +39,8 @@ class DecoderCounters:
 class FrameDecoder:
     """Incremental decoder: ``feed(chunk)`` returns the frames completed by that chunk."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_drop: Callable[[int], None] | None = None) -> None:
+        self.on_drop = on_drop          # called with the length of each dropped frame
         self._buf = bytearray()
         self._skip = 0                  # bytes of a dropped frame still to discard
         self.counters = DecoderCounters()
@@ -75,6 +77,8 @@ class FrameDecoder:
                 else:
                     counters.giants += 1
                 counters.last_bad_length = length
+                if self.on_drop is not None:
+                    self.on_drop(length)
                 pos += 4
                 available = end - pos
                 if length > available:

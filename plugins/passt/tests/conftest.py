@@ -150,8 +150,14 @@ class Running:
 
 
 @pytest.fixture
-def passt_machine(pyv86_plugins: Any, make_machine: Any, confined_passt: Path) -> Iterator[Callable[[str], Running]]:
-    """``passt_machine(url)``: a CPU-less machine with ``[netdev.lan] url = url``, running."""
+def passt_machine(url_machine: Callable[[str], Running], confined_passt: Path) -> Callable[[str], Running]:
+    """``passt_machine(url)``: :func:`url_machine` where passt runs confined to the namespace."""
+    return url_machine
+
+
+@pytest.fixture
+def url_machine(pyv86_plugins: Any, make_machine: Any) -> Iterator[Callable[[str], Running]]:
+    """``url_machine(url)``: a CPU-less machine with ``[netdev.lan] url = url``, running."""
     pyv86_plugins.load_entry_points(only=["passt"])
     runs: list[Running] = []
 
