@@ -7,13 +7,15 @@ What it checks, in order:
    can store (ints, strings, bools, floats, None, bytes/bytearray, numpy arrays, lists,
    tuples and dicts of those, nested attrs instances of the same kind) -- never sockets,
    threads, callables or machines;
-3. after ``device.reset()`` (or into ``into``, a second realized device of the same
+3. encoded as a state-image record and decoded again (:mod:`pyv86.state.fields`),
+   then after ``device.reset()`` (or into ``into``, a second realized device of the same
    kind) ``restore(copy)`` followed by ``save()`` gives back equal fields;
 4. the restored state does not share mutable buffers with the saved one.
 """
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import attrs
@@ -78,6 +80,29 @@ def _shared_buffers(a: Any, b: Any, where: str) -> list[str]:
     return found
 
 
+def through_image_codec(saved: Any, state_cls: type, label: str) -> Any:
+    """Encode ``saved`` as a state-image record (JSON fields plus blobs) and decode it again.
+
+    Uses :mod:`pyv86.state.fields`, the code that writes and reads real images; falls back
+    to a deep copy where that module is not available.
+    """
+    try:
+        from pyv86.state.container import decode_blob
+        from pyv86.state.fields import BlobSink, Decoder, fields_to_state, state_to_fields
+    except ImportError:
+        return copy.deepcopy(saved)
+    from pyv86.errors import StateError
+
+    sink = BlobSink()
+    try:
+        fields = json.loads(json.dumps(state_to_fields(saved, sink, label)))
+        blobs = {blob.name: blob for blob in sink.blobs}
+        decoder = Decoder(label, lambda name: decode_blob("<roundtrip>", blobs[name]))
+        return fields_to_state(label, state_cls, state_cls.VERSION, fields, decoder)
+    except (TypeError, ValueError, StateError) as exc:
+        raise AssertionError(f"{label}: state does not survive the state-image encoding: {exc}") from None
+
+
 def assert_state_roundtrip(device: Any, into: Any | None = None) -> Any:
     """Check that ``device``'s state survives save -> restore -> save; return the restored state."""
     cls = type(device)
@@ -93,7 +118,7 @@ def assert_state_roundtrip(device: Any, into: Any | None = None) -> Any:
         raise AssertionError(f"{label}: save() returned {type(saved).__name__}, not {state_cls.__name__}")
     check_storable(saved, f"{label}: state")
     before = fields_of(saved)
-    image = copy.deepcopy(saved)  # what reading a state image would produce
+    image = through_image_codec(saved, state_cls, label)
 
     target = into if into is not None else device
     if into is not None and type(into) is not cls:
