@@ -55,8 +55,10 @@ def pyv86_add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add subcommands to the ``pyv86`` command line (e.g. ``pyv86 relay serve``).
 
     Create a parser with ``subparsers.add_parser(name, help=...)`` and give it a
-    handler with ``parser.set_defaults(func=handler)``; ``handler(args)`` returns the
-    process exit status.
+    handler with ``parser.set_defaults(func=handler)``; the CLI calls
+    ``handler(args, plugins)`` (the parsed namespace and the plugin manager) and exits
+    with the status it returns. Raise :class:`pyv86.errors.Pyv86Error` subclasses for
+    one-line errors (exit status 2).
 
     :param subparsers: The argparse sub-parser collection of the ``pyv86`` command.
 
