@@ -26,7 +26,6 @@ This module is pure: bytes in, bytes out, counters on the side. The NIC calls
 from __future__ import annotations
 
 import logging
-import os
 
 import attrs
 
@@ -58,13 +57,6 @@ def parse_mac(text: str | bytes) -> bytes:
 
 def format_mac(mac: bytes) -> str:
     return ":".join(f"{b:02x}" for b in mac)
-
-
-def random_mac() -> bytes:
-    """A random locally administered unicast MAC (first octet x2, x6, xA or xE)."""
-    raw = bytearray(os.urandom(6))
-    raw[0] = (raw[0] & 0xFC) | 0x02
-    return bytes(raw)
 
 
 @attrs.define

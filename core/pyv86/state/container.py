@@ -204,6 +204,10 @@ def parse_image(shown: str, data: bytes) -> Image:
         if name in blobs:
             raise StateError(f"{shown}: manifest: blob {name!r} is listed twice")
         blobs[name] = Blob(name, entry["encoding"], entry["size"], chunk, entry["crc32"])
+    stored = end + sum(e["length"] for e in manifest["blobs"])
+    if stored != len(data):
+        raise StateError(f"{shown}: {len(data) - stored} bytes after the last blob (file damaged "
+                         f"or two files joined)")
     return Image(shown, major, minor, manifest, body, blobs)
 
 

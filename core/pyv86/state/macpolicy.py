@@ -1,10 +1,12 @@
 """What happens to NIC MAC addresses when a state image is restored (v86's three options).
 
-A NIC takes part by offering two methods (and, for translation, a ``port``, the
-:class:`pyv86.net.port.NicPort` between it and its backend)::
+A NIC takes part in one of two ways (and, for translation, has a ``port``, the
+:class:`pyv86.net.port.NicPort` between it and its backend):
 
-    mac_addresses() -> (guest_mac, wire_mac)     # 6-byte values
-    set_mac_addresses(guest_mac, wire_mac)        # guest_mac -> station address PROM and PAR
+* methods ``mac_addresses() -> (guest_mac, wire_mac)`` and
+  ``set_mac_addresses(guest_mac, wire_mac)`` (guest_mac goes to the PROM and PAR); or
+* a State with the DP8390 fields ``par``, ``prom_mac`` and ``wire_mac`` (as ``ne2k-pci``
+  has): the guest MAC is ``par``, and setting it writes ``par`` and ``prom_mac``.
 
 The guest MAC is what the guest can see and cached at driver load (PROM, PAR); the wire
 MAC is the source address the network sees. Both are saved in the NIC's record. After
@@ -28,7 +30,8 @@ import logging
 from typing import TYPE_CHECKING, Any, Callable
 
 from pyv86.errors import StateError
-from pyv86.net.mactranslate import MacTranslator, format_mac, random_mac
+from pyv86.net.frame import random_mac
+from pyv86.net.mactranslate import MacTranslator, format_mac
 
 if TYPE_CHECKING:
     from pyv86.machine import Machine
@@ -38,9 +41,32 @@ log = logging.getLogger(__name__)
 MacSource = Callable[[], bytes]
 
 
+_DP8390_FIELDS = ("par", "prom_mac", "wire_mac")
+
+
 def is_mac_nic(device: Any) -> bool:
-    return callable(getattr(device, "mac_addresses", None)) and callable(
-        getattr(device, "set_mac_addresses", None))
+    if callable(getattr(device, "mac_addresses", None)) and callable(getattr(device, "set_mac_addresses", None)):
+        return True
+    state = getattr(device, "state", None)
+    return state is not None and all(hasattr(state, f) for f in _DP8390_FIELDS)
+
+
+def get_macs(device: Any) -> tuple[bytes, bytes]:
+    """(guest MAC, wire MAC) of a NIC."""
+    if callable(getattr(device, "mac_addresses", None)):
+        guest, wire = device.mac_addresses()
+        return bytes(guest), bytes(wire)
+    return bytes(device.state.par), bytes(device.state.wire_mac)
+
+
+def set_macs(device: Any, guest: bytes, wire: bytes) -> None:
+    if callable(getattr(device, "set_mac_addresses", None)):
+        device.set_mac_addresses(guest, wire)
+        return
+    state = device.state
+    if bytes(state.par) != guest:
+        state.par, state.prom_mac = bytes(guest), bytes(guest)
+    state.wire_mac = bytes(wire)
 
 
 def install_translator(device: Any, guest_mac: bytes, wire_mac: bytes) -> MacTranslator | None:
@@ -67,14 +93,15 @@ def apply_mac_policy(machine: Machine, *, preserve: bool, translate: bool,
     for device in machine.devices.values():
         if not is_mac_nic(device):
             continue
-        guest, wire = (bytes(m) for m in device.mac_addresses())
+        guest, wire = get_macs(device)
         if mode == "preserve":
             new_guest, new_wire = guest, wire
         elif mode == "translate":
             new_guest, new_wire = guest, new_mac()
         else:
             new_guest = new_wire = new_mac()
-        device.set_mac_addresses(new_guest, new_wire)
+        if (new_guest, new_wire) != (guest, wire):
+            set_macs(device, new_guest, new_wire)
         install_translator(device, new_guest, new_wire)
         line = (f"{device.id}: {mode}: guest MAC {format_mac(new_guest)}, wire MAC {format_mac(new_wire)}"
                 + (f" (saved {format_mac(guest)})" if new_guest != guest else ""))
