@@ -10,8 +10,10 @@ from pyv86.platform.pc import add_pc_platform
 class Pc:
     """A realized machine with the PC platform; helpers to poke ports and run time."""
 
-    def __init__(self, memory: int = 32 << 20) -> None:
+    def __init__(self, memory: int = 32 << 20, devices: tuple = ()) -> None:
         self.machine = Machine(memory)
+        for device in devices:
+            self.machine.add_device(device)
         add_pc_platform(self.machine)
         self.machine.realize()
         self.ports = self.machine.ports
@@ -43,3 +45,9 @@ class Pc:
 @pytest.fixture
 def pc() -> Pc:
     return Pc()
+
+
+@pytest.fixture
+def make_pc():
+    """``make_pc(memory=..., devices=(...))``: a PC with some chips configured by the test."""
+    return Pc

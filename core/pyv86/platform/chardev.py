@@ -212,7 +212,8 @@ class TerminalChardev:
 
     def __init__(self, on_quit: Callable[[], None], stdin: IO[bytes] | None = None,
                  stdout: IO[bytes] | None = None, raw: bool | None = None) -> None:
-        self.stdin_fd = (stdin if stdin is not None else sys.stdin.buffer).fileno()
+        self._stdin = stdin if stdin is not None else sys.stdin.buffer
+        self.stdin_fd = self._stdin.fileno()
         self.stdout = stdout if stdout is not None else sys.stdout.buffer
         self.on_quit = on_quit
         self.receiver: Receiver | None = None
