@@ -3,9 +3,17 @@ from __future__ import annotations
 
 from pyv86 import hookimpl
 from pyv86.net.base import NetBackendRegistry
+from pyv86.net.hub import open_hub
 from pyv86.net.null import NullBackend
+from pyv86.net.pcap import open_pcap
 
 
 @hookimpl
 def pyv86_register_net_backends(registry: NetBackendRegistry) -> None:
     registry.add("null", NullBackend, help="drops every frame (cable unplugged)")
+    registry.add("hub", open_hub,
+                 help="hub:NAME — learning switch shared by every VM using NAME, in this and "
+                      "other processes of this user on this host")
+    registry.add("pcap", open_pcap,
+                 help="pcap:FILE — record what the NIC sends to FILE (no network); to record "
+                      "beside another backend use the netdev key pcap = \"FILE\"")

@@ -1,0 +1,679 @@
+"""The DP8390 core of an NE2000-compatible card (RTL8029): registers, remote DMA, receive ring.
+
+Bus-agnostic, as QEMU's ``ne2000.c``: the PCI wrapper (:mod:`pyv86_ne2k.pci`) maps
+:meth:`Dp8390.io_read`/:meth:`Dp8390.io_write` on its I/O BAR and routes the interrupt.
+Offsets: 0x00-0x0F the four register pages (CR bits 7:6), 0x10 the remote-DMA data port
+(8/16/32-bit), 0x1F the reset port. The card's memory is 32 KiB of address space: the
+station-address PROM at 0x0000-0x001F (16 bytes, each stored twice), 16 KiB of RAM at
+0x4000-0x7FFF for transmit slots and the receive ring, and nothing elsewhere (reads 0,
+writes ignored).
+
+Behaviour follows the datasheet and what Linux's ``ne2k-pci``/``lib8390`` expect, and fixes
+v86's gaps: the multicast hash filter (MAR) works, PAR is separate from the PROM and from
+the wire MAC, a full ring never overwrites unread frames (reception stops one page short
+of BNRY; BNRY == CURR means empty), a frame that cannot be stored is queued by the network
+core and, when lost, counted in CNTR2 with ISR.OVW/ISR.CNT, RBCR saturates at 0 and RDC
+fires once, RST survives ISR writes and clears on START, the IRQ is level while
+``ISR & IMR & 0x7F``, and nothing a guest writes can raise an exception or make the core
+allocate memory.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Callable, ClassVar
+
+import attrs
+
+from pyv86.errors import StateError
+from pyv86.net.frame import BROADCAST, ETH_HEADER, ETH_VLAN_FRAME_MAX, ETH_ZLEN, multicast_hash_index
+from pyv86.net.port import RxResult
+
+log = logging.getLogger(__name__)
+
+RAM_START = 0x4000
+RAM_END = 0x8000
+RAM_SIZE = RAM_END - RAM_START
+RAM_FIRST_PAGE = RAM_START >> 8
+RAM_END_PAGE = RAM_END >> 8
+PROM_BYTES = 32  # 16 PROM bytes, each doubled
+PROM_SIGNATURE = 0x57
+
+DATA_PORT = 0x10
+RESET_PORT = 0x1F
+RTL8029_ID = (0x50, 0x43)  # 'P', 'C' at page-0 0x0A/0x0B
+
+
+class CR:
+    """Command register bits (plain ints, so registers stay plain ints)."""
+
+    STP = 0x01
+    STA = 0x02
+    TXP = 0x04
+    RD_READ = 0x08
+    RD_WRITE = 0x10
+    RD_SEND = 0x18
+    RD_ABORT = 0x20
+
+
+class ISR:
+    PRX = 0x01
+    PTX = 0x02
+    RXE = 0x04
+    TXE = 0x08
+    OVW = 0x10
+    CNT = 0x20
+    RDC = 0x40
+    RST = 0x80
+
+
+class RCR:
+    SEP = 0x01
+    AR = 0x02
+    AB = 0x04
+    AM = 0x08
+    PRO = 0x10
+    MON = 0x20
+
+
+class RSR:
+    PRX = 0x01
+    CRC = 0x02
+    FAE = 0x04
+    FO = 0x08
+    MPA = 0x10
+    PHY = 0x20
+    DIS = 0x40
+    DFR = 0x80
+
+
+class TSR:
+    PTX = 0x01
+    ND = 0x02
+    COL = 0x04
+    ABT = 0x08
+
+
+DCR_WTS = 0x01
+RD_MASK = 0x38
+COUNTER_MAX = 0xFF
+
+
+def _bytes_field(length: int) -> attrs.Attribute:
+    # no converter/validator: attrs would then hook every register write (__setattr__)
+    return attrs.field(factory=lambda: bytes(length))
+
+
+@attrs.define
+class Dp8390State:
+    """Everything the guest can observe in the chip; datasheet register names in lower case.
+
+    ``rsar``/``rbcr`` are the *running* remote DMA address and count (CRDA reads ``rsar``);
+    ``clda`` is the local DMA address the receiver last wrote. ``par`` is what the guest
+    programmed on page 1, ``prom_mac`` the station address in the PROM, ``wire_mac`` the
+    address this NIC has on the network (a MAC translator may map ``par`` to it). ``ram``
+    is the 16 KiB at 0x4000-0x7FFF (transmit slots and receive ring).
+    """
+
+    VERSION: ClassVar[int] = 1
+
+    cr: int = 0x21
+    isr: int = 0x80
+    imr: int = 0
+    dcr: int = 0
+    tcr: int = 0
+    rcr: int = 0
+    tsr: int = 0
+    rsr: int = 0
+    pstart: int = 0x40
+    pstop: int = 0x80
+    bnry: int = 0x4C
+    curr: int = 0x4C
+    tpsr: int = 0x40
+    tbcr: int = 0
+    rsar: int = 0
+    rbcr: int = 0
+    clda: int = 0
+    cntr0: int = 0
+    cntr1: int = 0
+    cntr2: int = 0
+    cr9346: int = 0
+    config3: int = 0x40
+    par: bytes = _bytes_field(6)
+    mar: bytes = _bytes_field(8)
+    prom_mac: bytes = _bytes_field(6)
+    wire_mac: bytes = _bytes_field(6)
+    ram: bytearray = attrs.field(factory=lambda: bytearray(RAM_SIZE))
+
+
+_REGISTERS = ("cr", "isr", "imr", "dcr", "tcr", "rcr", "tsr", "rsr", "pstart", "pstop", "bnry",
+              "curr", "tpsr", "cntr0", "cntr1", "cntr2", "cr9346", "config3")
+
+
+def check_state(state: Dp8390State, where: str) -> None:
+    """Raise :class:`StateError` if ``state`` cannot be a chip's state (from a corrupt image)."""
+    for name in _REGISTERS:
+        value = getattr(state, name)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 0xFF:
+            raise StateError(f"{where}: {name} = {value!r} is not a byte")
+    for name, limit in (("tbcr", 0xFFFF), ("rsar", 0xFFFF), ("rbcr", 0xFFFF), ("clda", 0xFFFF)):
+        value = getattr(state, name)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= limit:
+            raise StateError(f"{where}: {name} = {value!r} is not a 16-bit value")
+    for name, length in (("par", 6), ("mar", 8), ("prom_mac", 6), ("wire_mac", 6)):
+        value = getattr(state, name)
+        if not isinstance(value, (bytes, bytearray)) or len(value) != length:
+            raise StateError(f"{where}: {name} must be {length} bytes, got {value!r:.40}")
+    if not isinstance(state.ram, (bytes, bytearray)) or len(state.ram) != RAM_SIZE:
+        size = len(state.ram) if isinstance(state.ram, (bytes, bytearray)) else type(state.ram).__name__
+        raise StateError(f"{where}: ram must be {RAM_SIZE} bytes, got {size}")
+
+
+@attrs.define
+class ChipStats:
+    """Host-side counters (not guest state; not saved)."""
+
+    rx_stored: int = 0
+    rx_filtered: int = 0
+    rx_stopped: int = 0
+    rx_bad_length: int = 0
+    rx_monitor: int = 0
+    rx_missed: int = 0
+    tx_frames: int = 0
+    tx_loopback: int = 0
+    tx_aborted: int = 0
+    dma_writes_ignored: int = 0
+
+
+def _noop_irq(level: bool) -> None:
+    pass
+
+
+class Dp8390:
+    """One NE2000-compatible NIC chip."""
+
+    def __init__(self, name: str, mac: bytes, *,
+                 set_irq: Callable[[bool], None] = _noop_irq,
+                 transmit: Callable[[bytes], None] | None = None,
+                 rx_space: Callable[[], None] | None = None,
+                 rx_flush: Callable[[], None] | None = None,
+                 state_cls: type[Dp8390State] = Dp8390State) -> None:
+        if len(mac) != 6:
+            raise ValueError(f"{name}: a MAC is 6 bytes")
+        self.name = name
+        self.set_irq = set_irq
+        self.transmit = transmit
+        self.rx_space = rx_space
+        self.rx_flush = rx_flush
+        self.state_cls = state_cls
+        self.stats = ChipStats()
+        self._irq = False
+        self.state: Dp8390State = state_cls()
+        self.power_on(bytes(mac))
+
+    # lifecycle -------------------------------------------------------------------
+    def power_on(self, mac: bytes | None = None) -> None:
+        """Power-on / machine reset: registers and RAM to defaults, PAR loaded from the PROM.
+
+        With ``mac`` (a new card) the PROM, PAR and wire MAC all become ``mac``. Without
+        it the PROM (the card's identity) and the wire MAC are kept: after a restore with
+        MAC translation the PROM holds the guest's MAC and must survive a guest reboot.
+        """
+        old = self.state
+        state = self.state_cls()
+        if mac is not None:
+            state.wire_mac = state.prom_mac = state.par = bytes(mac)
+        else:
+            state.wire_mac, state.prom_mac, state.par = old.wire_mac, old.prom_mac, old.prom_mac
+        self.state = state
+        if self.rx_flush is not None:
+            self.rx_flush()
+        self._update_irq(force=True)
+
+    def reset_pulse(self) -> None:
+        """The reset port was read: stop, RST set, interrupts masked, PROM reloaded.
+
+        Ring pointers, PAR, MAR, RAM and the PROM survive (the PROM is read-only
+        memory; v86 and the real chip keep it, QEMU reloads it from its fixed MAC).
+        """
+        s = self.state
+        s.cr = CR.STP | CR.RD_ABORT
+        s.isr = ISR.RST
+        s.imr = 0
+        s.rbcr = 0
+        s.tcr = 0
+        if self.rx_flush is not None:
+            self.rx_flush()
+        self._update_irq()
+
+    def load_state(self, state: Dp8390State) -> None:
+        """Install a state from an image (checked first) and re-derive the IRQ line."""
+        check_state(state, self.name)
+        state.par, state.mar = bytes(state.par), bytes(state.mar)
+        state.prom_mac, state.wire_mac = bytes(state.prom_mac), bytes(state.wire_mac)
+        if not isinstance(state.ram, bytearray):
+            state.ram = bytearray(state.ram)
+        self.state = state
+        if self.rx_flush is not None:
+            self.rx_flush()
+        self._update_irq(force=True)
+
+    @property
+    def irq_level(self) -> bool:
+        return self._irq
+
+    @property
+    def stopped(self) -> bool:
+        return bool(self.state.cr & CR.STP)
+
+    def _update_irq(self, force: bool = False) -> None:
+        s = self.state
+        level = bool(s.isr & s.imr & 0x7F)
+        if level != self._irq or force:
+            self._irq = level
+            self.set_irq(level)
+
+    # the guest's view --------------------------------------------------------------
+    def io_read(self, offset: int, size: int) -> int:
+        """A guest ``in`` at ``offset`` from the I/O base."""
+        if offset == DATA_PORT:
+            return self._data_read(size)
+        if size == 1:
+            return self._read_byte(offset)
+        value = 0
+        for i in range(size):
+            value |= self._read_byte(offset + i) << (8 * i)
+        return value
+
+    def io_write(self, offset: int, size: int, value: int) -> None:
+        """A guest ``out`` at ``offset`` from the I/O base."""
+        if offset == DATA_PORT:
+            self._data_write(size, value)
+            return
+        for i in range(size):
+            self._write_byte(offset + i, (value >> (8 * i)) & 0xFF)
+
+    def _read_byte(self, offset: int) -> int:
+        if offset < 0x10:
+            return self._reg_read(offset)
+        if offset == DATA_PORT:
+            return self._data_read(1) & 0xFF
+        if offset == RESET_PORT:
+            self.reset_pulse()
+            return 0
+        return 0xFF
+
+    def _write_byte(self, offset: int, value: int) -> None:
+        if offset < 0x10:
+            self._reg_write(offset, value)
+        elif offset == DATA_PORT:
+            self._data_write(1, value)
+        # the reset port ignores writes (end of the reset pulse); others are unassigned
+
+    # registers -------------------------------------------------------------------
+    def _reg_read(self, reg: int) -> int:
+        s = self.state
+        if reg == 0:
+            return s.cr
+        page = s.cr >> 6
+        if page == 0:
+            if reg == 0x01:
+                return s.clda & 0xFF
+            if reg == 0x02:
+                return s.clda >> 8
+            if reg == 0x03:
+                return s.bnry
+            if reg == 0x04:
+                return s.tsr
+            if reg == 0x07:
+                return s.isr
+            if reg == 0x08:
+                return s.rsar & 0xFF
+            if reg == 0x09:
+                return s.rsar >> 8
+            if reg == 0x0A:
+                return RTL8029_ID[0]
+            if reg == 0x0B:
+                return RTL8029_ID[1]
+            if reg == 0x0C:
+                return s.rsr
+            if reg == 0x0D:
+                value, s.cntr0 = s.cntr0, 0
+                return value
+            if reg == 0x0E:
+                value, s.cntr1 = s.cntr1, 0
+                return value
+            if reg == 0x0F:
+                value, s.cntr2 = s.cntr2, 0
+                return value
+            return 0  # NCR (0x05), FIFO (0x06)
+        if page == 1:
+            if reg <= 0x06:
+                return s.par[reg - 1]
+            if reg == 0x07:
+                return s.curr
+            return s.mar[reg - 8]
+        if page == 2:
+            return {0x01: s.pstart, 0x02: s.pstop, 0x03: s.bnry, 0x04: s.tpsr, 0x05: s.curr,
+                    0x06: s.clda >> 8, 0x07: s.clda & 0xFF, 0x0C: s.rcr, 0x0D: s.tcr,
+                    0x0E: s.dcr, 0x0F: s.imr}.get(reg, 0)
+        # page 3: RTL8029 configuration registers
+        if reg == 0x01:
+            return s.cr9346
+        if reg == 0x05:
+            return 0x40  # CONFIG2: 10BASE-T link
+        if reg == 0x06:
+            return s.config3
+        return 0  # CONFIG0 (0x03) and reserved registers
+
+    def _reg_write(self, reg: int, value: int) -> None:
+        s = self.state
+        if reg == 0:
+            self._command(value)
+            return
+        page = s.cr >> 6
+        if page == 0:
+            if reg == 0x01:
+                s.pstart = value
+            elif reg == 0x02:
+                s.pstop = value
+            elif reg == 0x03:
+                s.bnry = value
+                if self.rx_space is not None and not s.cr & CR.STP:
+                    self.rx_space()
+            elif reg == 0x04:
+                s.tpsr = value
+            elif reg == 0x05:
+                s.tbcr = (s.tbcr & 0xFF00) | value
+            elif reg == 0x06:
+                s.tbcr = (s.tbcr & 0x00FF) | value << 8
+            elif reg == 0x07:
+                s.isr &= ~(value & 0x7F)
+                self._update_irq()
+            elif reg == 0x08:
+                s.rsar = (s.rsar & 0xFF00) | value
+            elif reg == 0x09:
+                s.rsar = (s.rsar & 0x00FF) | value << 8
+            elif reg == 0x0A:
+                s.rbcr = (s.rbcr & 0xFF00) | value
+            elif reg == 0x0B:
+                s.rbcr = (s.rbcr & 0x00FF) | value << 8
+            elif reg == 0x0C:
+                s.rcr = value & 0x3F
+            elif reg == 0x0D:
+                s.tcr = value & 0x1F
+            elif reg == 0x0E:
+                s.dcr = value & 0x7F
+            elif reg == 0x0F:
+                s.imr = value & 0x7F
+                self._update_irq()
+        elif page == 1:
+            if reg <= 0x06:
+                par = bytearray(s.par)
+                par[reg - 1] = value
+                s.par = bytes(par)
+            elif reg == 0x07:
+                s.curr = value
+                if self.rx_space is not None and not s.cr & CR.STP:
+                    self.rx_space()
+            else:
+                mar = bytearray(s.mar)
+                mar[reg - 8] = value
+                s.mar = bytes(mar)
+        elif page == 3:
+            if reg == 0x01:
+                s.cr9346 = value & 0xC0 | (s.cr9346 & 0x3F)
+            elif reg == 0x06 and s.cr9346 & 0xC0 == 0xC0:
+                s.config3 = value
+        # page 2 is read-only diagnostics here
+
+    def _command(self, value: int) -> None:
+        s = self.state
+        was_stopped = bool(s.cr & CR.STP)
+        if value & CR.STP:
+            run = CR.STP
+        elif value & CR.STA:
+            run = CR.STA
+        else:
+            run = s.cr & (CR.STP | CR.STA)  # 0x20/0x60 keep the run state
+        s.cr = (value & 0xF8 & ~CR.TXP) | run
+        if run & CR.STP:
+            s.isr |= ISR.RST
+        else:
+            s.isr &= ~ISR.RST
+        rd = value & RD_MASK
+        if rd in (CR.RD_READ, CR.RD_WRITE) and s.rbcr == 0:
+            s.isr |= ISR.RDC
+        elif rd == CR.RD_SEND:
+            self._send_packet_command()
+        frame = None
+        if value & CR.TXP and not run & CR.STP:
+            frame = self._transmit()
+        self._update_irq()
+        if frame is not None and self.transmit is not None:
+            self.transmit(frame)
+        if was_stopped and not run & CR.STP and self.rx_space is not None:
+            self.rx_space()
+
+    def _send_packet_command(self) -> None:
+        """RD=011: set up a remote read of the packet at BNRY (length from its header)."""
+        s = self.state
+        s.rsar = s.bnry << 8
+        start = s.rsar
+        s.rbcr = self._mem_byte(start + 2) | self._mem_byte(start + 3) << 8
+        if s.rbcr == 0:
+            s.isr |= ISR.RDC
+
+    # transmit ---------------------------------------------------------------------
+    def _transmit(self) -> bytes | None:
+        """Send TBCR bytes from page TPSR; returns the frame for the wire (None if not)."""
+        s = self.state
+        start = s.tpsr << 8
+        length = s.tbcr
+        if length == 0 or length > ETH_VLAN_FRAME_MAX or start < RAM_START or start + length > RAM_END:
+            self.stats.tx_aborted += 1
+            s.tsr = TSR.ABT
+            s.isr |= ISR.TXE
+            log.debug("%s: transmit of %d bytes at %#06x aborted", self.name, length, start)
+            return None
+        frame = bytes(s.ram[start - RAM_START : start - RAM_START + length])
+        s.tsr = TSR.PTX
+        s.isr |= ISR.PTX
+        self.stats.tx_frames += 1
+        if (s.tcr >> 1) & 3 in (1, 2):  # internal / ENDEC loopback: back into our receiver
+            self.stats.tx_loopback += 1
+            self.receive(frame)
+            return None
+        return frame
+
+    # remote DMA --------------------------------------------------------------------
+    def _mem_byte(self, addr: int) -> int:
+        addr &= 0xFFFF
+        if RAM_START <= addr < RAM_END:
+            return self.state.ram[addr - RAM_START]
+        if addr < PROM_BYTES:
+            return self._prom_byte(addr >> 1)
+        return 0
+
+    def _prom_byte(self, index: int) -> int:
+        if index < 6:
+            return self.state.prom_mac[index]
+        if index >= 14:
+            return PROM_SIGNATURE
+        return 0
+
+    def _wrap_point(self) -> tuple[int, int] | None:
+        """(PSTOP<<8, PSTART<<8) when the ring registers describe a usable ring."""
+        s = self.state
+        if RAM_FIRST_PAGE <= s.pstart < s.pstop <= RAM_END_PAGE:
+            return s.pstop << 8, s.pstart << 8
+        return None
+
+    def _dma_read(self, count: int) -> bytes:
+        s = self.state
+        addr = s.rsar
+        wrap = self._wrap_point()
+        ram = s.ram
+        # fast path: all in RAM, no wrap inside
+        end = addr + count
+        if RAM_START <= addr and end <= RAM_END and (wrap is None or end <= wrap[0] or addr >= wrap[0]):
+            data = bytes(ram[addr - RAM_START : end - RAM_START])
+            s.rsar = end & 0xFFFF
+        else:
+            out = bytearray(count)
+            for i in range(count):
+                out[i] = self._mem_byte(addr)
+                addr = (addr + 1) & 0xFFFF
+                if wrap is not None and addr == wrap[0]:
+                    addr = wrap[1]
+            s.rsar = addr
+            data = bytes(out)
+        if wrap is not None and s.rsar == wrap[0]:
+            s.rsar = wrap[1]
+        self._dma_count(count)
+        return data
+
+    def _dma_write(self, data: bytes, count: int) -> None:
+        s = self.state
+        if s.rbcr == 0:
+            self.stats.dma_writes_ignored += 1
+            return
+        addr = s.rsar
+        wrap = self._wrap_point()
+        ram = s.ram
+        end = addr + count
+        if (RAM_START <= addr and end <= RAM_END and len(data) == count
+                and (wrap is None or end <= wrap[0] or addr >= wrap[0])):
+            ram[addr - RAM_START : end - RAM_START] = data
+            s.rsar = end & 0xFFFF
+        else:
+            for i in range(count):
+                if i < len(data) and RAM_START <= addr < RAM_END:
+                    ram[addr - RAM_START] = data[i]
+                addr = (addr + 1) & 0xFFFF
+                if wrap is not None and addr == wrap[0]:
+                    addr = wrap[1]
+            s.rsar = addr
+        if wrap is not None and s.rsar == wrap[0]:
+            s.rsar = wrap[1]
+        self._dma_count(count)
+
+    def _dma_count(self, count: int) -> None:
+        s = self.state
+        if s.rbcr:
+            s.rbcr = max(0, s.rbcr - count)
+            if s.rbcr == 0:
+                s.isr |= ISR.RDC
+                self._update_irq()
+
+    def _data_read(self, size: int) -> int:
+        s = self.state
+        if s.dcr & DCR_WTS:
+            s.rsar &= 0xFFFE
+            data = self._dma_read(max(size, 2))
+        else:
+            data = self._dma_read(size)
+        return int.from_bytes(data[:size], "little")
+
+    def _data_write(self, size: int, value: int) -> None:
+        s = self.state
+        data = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
+        if s.dcr & DCR_WTS:
+            s.rsar &= 0xFFFE
+            # a byte write in word mode lands in the low byte lane and moves a whole word
+            self._dma_write(data, max(size, 2))
+        else:
+            self._dma_write(data, size)
+
+    # receive -------------------------------------------------------------------------
+    def accepts(self, frame: bytes) -> bool:
+        """The address filter: would the receiver take a frame with this destination?"""
+        s = self.state
+        rcr = s.rcr
+        if rcr & RCR.PRO:
+            return True
+        dst = frame[0:6]
+        if dst[0] & 1:
+            if dst == BROADCAST:
+                return bool(rcr & RCR.AB)
+            if not rcr & RCR.AM:
+                return False
+            idx = multicast_hash_index(dst)
+            return bool(s.mar[idx >> 3] & (1 << (idx & 7)))
+        return dst == s.par
+
+    def receive(self, frame: bytes) -> RxResult:
+        """Store one frame from the wire in the ring (the network core calls this)."""
+        s = self.state
+        if s.cr & CR.STP:
+            self.stats.rx_stopped += 1
+            return RxResult.DROPPED
+        n = len(frame)
+        if n < ETH_HEADER or n > ETH_VLAN_FRAME_MAX:
+            self.stats.rx_bad_length += 1
+            return RxResult.DROPPED
+        if not self.accepts(frame):
+            self.stats.rx_filtered += 1
+            return RxResult.FILTERED
+        if s.rcr & RCR.MON:  # checked, counted, not buffered
+            self.stats.rx_monitor += 1
+            self._count_missed(overflow=False)
+            return RxResult.DROPPED
+        wrap = self._wrap_point()
+        if wrap is None or not s.pstart <= s.curr < s.pstop:
+            return RxResult.NO_ROOM
+        pstart, pstop, curr = s.pstart, s.pstop, s.curr
+        ring_pages = pstop - pstart
+        count = max(n, ETH_ZLEN) + 4
+        needed = 1 + (count >> 8)
+        bnry = s.bnry
+        if pstart - 1 <= bnry < pstop:
+            free = (bnry - curr) % ring_pages or ring_pages
+        else:
+            free = ring_pages  # BNRY outside the ring (e.g. ReactOS leaves 0): ring empty
+        if needed >= free:
+            return RxResult.NO_ROOM
+        nxt = curr + needed
+        if nxt >= pstop:
+            nxt -= ring_pages
+        status = RSR.PRX | (RSR.PHY if frame[0] & 1 else 0)
+        ram = s.ram
+        base = (curr << 8) - RAM_START
+        ram[base : base + 4] = bytes((status, nxt, count & 0xFF, count >> 8))
+        data_start = base + 4
+        stop = (pstop << 8) - RAM_START
+        first = min(n, stop - data_start)
+        ram[data_start : data_start + first] = frame[:first]
+        if first < n:
+            rest = n - first
+            ring_start = (pstart << 8) - RAM_START
+            ram[ring_start : ring_start + rest] = frame[first:]
+            end = ring_start + rest
+        else:
+            end = data_start + n
+            if n < ETH_ZLEN:  # short frames fit in the first page: pad with zeros
+                pad = ETH_ZLEN - n
+                ram[end : end + pad] = bytes(pad)
+                end += pad
+        s.clda = (end + RAM_START) & 0xFFFF
+        s.curr = nxt
+        s.rsr = status
+        s.isr |= ISR.PRX
+        self.stats.rx_stored += 1
+        self._update_irq()
+        return RxResult.STORED
+
+    def missed(self) -> None:
+        """A frame for this NIC was lost (the ring and the host queue were full)."""
+        self.stats.rx_missed += 1
+        self._count_missed(overflow=True)
+
+    def _count_missed(self, overflow: bool) -> None:
+        s = self.state
+        if s.cntr2 < COUNTER_MAX:
+            s.cntr2 += 1
+        if s.cntr2 & 0x80:
+            s.isr |= ISR.CNT
+        s.rsr = RSR.MPA | (s.rsr & RSR.PHY)
+        if overflow:
+            s.isr |= ISR.OVW
+        self._update_irq()
