@@ -318,19 +318,22 @@ class LinuxBoot:
 
     # CPU -----------------------------------------------------------------------------
     def set_cpu_state(self, cpu: Any) -> None:
-        """Flat 32-bit protected mode at code32_start, paging and interrupts off."""
-        from pyv86.cpu.state import CS, DS, ES, FS, GS, SS
+        """Flat 32-bit protected mode at code32_start, paging and interrupts off.
 
+        Uses the CPU API: ``set_reg(name, value)`` for general, control registers, EIP
+        and EFLAGS, ``set_segment(name, selector, base, limit, flags)`` for the hidden
+        descriptor caches, ``set_gdtr``/``set_idtr``.
+        """
+        cpu.set_reg("cr0", 0x00000011)  # PE | ET; before CS so the CPL is derived in PM
+        for cr in ("cr2", "cr3", "cr4"):
+            cpu.set_reg(cr, 0)
         cpu.set_gdtr(GDT_ADDR, len(GDT_ENTRIES) * 8 - 1)
         cpu.set_idtr(0, 0)
-        cpu.set_cr(0, 0x00000011)
-        for n in (2, 3, 4):
-            cpu.set_cr(n, 0)
-        cpu.set_segment(CS, BOOT_CS, 0, 0xFFFFFFFF, CODE_FLAGS)
-        for seg in (DS, ES, SS, FS, GS):
+        cpu.set_segment("cs", BOOT_CS, 0, 0xFFFFFFFF, CODE_FLAGS)
+        for seg in ("ds", "es", "ss", "fs", "gs"):
             cpu.set_segment(seg, BOOT_DS, 0, 0xFFFFFFFF, DATA_FLAGS)
-        cpu.set_eflags(0x00000002)
+        cpu.set_reg("eflags", 0x00000002)
         for reg, value in (("eax", 0), ("ecx", 0), ("edx", 0), ("ebx", 0), ("esp", 0),
                            ("ebp", 0), ("esi", ZERO_PAGE), ("edi", 0)):
             cpu.set_reg(reg, value)
-        cpu.set_eip(self.kernel.code32_start or KERNEL_ADDR)
+        cpu.set_reg("eip", self.kernel.code32_start or KERNEL_ADDR)
