@@ -319,8 +319,13 @@ class ClientPort(asyncio.Protocol, Port):
     def deliver(self, frame: bytes, wire: bytes) -> None:
         n = len(wire)
         if self.out_bytes + n > self.limits.queue_bytes:
-            self.drop_queue += 1
-            return
+            if self.paused or self.transport is None:
+                self.drop_queue += 1
+                return
+            self._flush()  # a burst larger than the queue: hand it to the socket now
+            if self.paused and n > self.limits.queue_bytes:
+                self.drop_queue += 1
+                return
         self.out.append(wire)
         self.out_bytes += n
         self.tx_frames += 1

@@ -1,0 +1,294 @@
+"""Relay throughput: frames/s and MB/s through ``pyv86 relay serve`` with many loopback clients.
+
+Each relay runs in a child process; a load process opens raw WebSocket clients on
+loopback in pairs (each sender talks unicast to its partner, whose MAC the switch has
+learned) and counts what arrives. The peer baseline is a trivial relay written here on
+the ``websockets`` asyncio server: every message goes to every other client (a hub, the
+model most public relays follow, with no throttle). The same load runs against both.
+
+Guest TCP over a relay and over TAP needs a Linux guest that boots; until it does the
+benchmark says so and reports null with a reason.
+
+    python benchmarks/relay.py            # human-readable figures
+    python benchmarks/relay.py --json     # one JSON object
+    python benchmarks/relay.py --pairs 25 --seconds 3
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import multiprocessing as mp
+import os
+import socket
+import struct
+import sys
+import threading
+import time
+from typing import Any
+
+TARGET_FRAMES_PER_S = 50_000
+
+
+# -- relays under test (child processes) ----------------------------------------------------
+def _serve_ours(port_q: Any, queue_bytes: int) -> None:
+    from pyv86_relay_ws.server import RelayLimits, RelayServer
+
+    server = RelayServer("127.0.0.1", 0, limits=RelayLimits(queue_bytes=queue_bytes, max_clients=4096,
+                                                            idle_timeout=0))
+
+    async def main() -> None:
+        await server.open()
+        port_q.put(server.port)
+        await server.serve_until_stopped()
+
+    asyncio.run(main())
+
+
+def _serve_hub(port_q: Any) -> None:
+    """The peer baseline: a broadcast relay in a dozen lines on websockets."""
+    from websockets.asyncio.server import serve
+
+    clients: set[Any] = set()
+
+    async def handler(ws: Any) -> None:
+        clients.add(ws)
+        try:
+            async for msg in ws:
+                for other in list(clients):
+                    if other is not ws:
+                        try:
+                            await other.send(msg)
+                        except Exception:  # noqa: BLE001
+                            pass
+        finally:
+            clients.discard(ws)
+
+    async def main() -> None:
+        async with serve(handler, "127.0.0.1", 0, compression=None, max_queue=None,
+                         ping_interval=None) as srv:
+            port_q.put(srv.sockets[0].getsockname()[1])
+            await asyncio.Future()
+
+    asyncio.run(main())
+
+
+def start_relay(kind: str, queue_bytes: int) -> tuple[mp.Process, int]:
+    ctx = mp.get_context("fork")
+    port_q = ctx.Queue()
+    target, args = (_serve_ours, (port_q, queue_bytes)) if kind == "pyv86" else (_serve_hub, (port_q,))
+    proc = ctx.Process(target=target, args=args, daemon=True)
+    proc.start()
+    port = port_q.get(timeout=30)
+    return proc, port
+
+
+# -- raw WebSocket load clients ------------------------------------------------------------
+def ws_connect(port: int) -> tuple[socket.socket, bytes]:
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                  "\r\n").encode())
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectionError("relay closed the connection during the handshake")
+        buf += chunk
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    if b" 101 " not in head.split(b"\r\n")[0]:
+        raise ConnectionError(f"handshake refused: {head.splitlines()[0]!r}")
+    return sock, rest
+
+
+def masked(payload: bytes) -> bytes:
+    n = len(payload)
+    if n < 126:
+        header = bytes((0x82, 0x80 | n))
+    else:
+        header = struct.pack("!BBH", 0x82, 0x80 | 126, n)
+    return header + b"\0\0\0\0" + payload  # zero mask: payload goes as is
+
+
+def wire_size(n: int) -> int:
+    return n + (2 if n < 126 else 4)
+
+
+def mac(i: int) -> bytes:
+    return bytes((0x02, 0x00, 0x00, 0x00, i >> 8, i & 0xFF))
+
+
+def run_load(port: int, pairs: int, frame_size: int, seconds: float) -> dict[str, Any]:
+    """``pairs`` senders blast unicast frames at their partners; count what arrives.
+
+    Frames have one size, so a receiver finds each frame's source MAC at a fixed stride
+    and counts only its partner's frames.
+    """
+    senders, receivers = [], []
+    for i in range(pairs):
+        senders.append(ws_connect(port)[0])
+        receivers.append(ws_connect(port)[0])
+    # Every receiver announces its MAC (a broadcast) so the switch learns where it lives.
+    for i, (sock) in enumerate(receivers):
+        sock.sendall(masked(b"\xff" * 6 + mac(2 * i + 1) + b"\x08\x06" + b"\0" * 46))
+    time.sleep(0.5)
+    for sock in senders + receivers:
+        sock.setblocking(False)
+        try:
+            while sock.recv(1 << 20):
+                pass
+        except BlockingIOError:
+            pass
+        sock.setblocking(True)
+    stop = threading.Event()
+    received = [0] * pairs
+    counting = threading.Event()
+
+    def send(i: int) -> None:
+        frame = mac(2 * i + 1) + mac(2 * i) + b"\x08\x00" + bytes(frame_size - 14)
+        chunk = masked(frame) * max(1, 65536 // (frame_size + 8))
+        sock = senders[i]
+        try:
+            while not stop.is_set():
+                sock.sendall(chunk)
+        except OSError:
+            pass
+
+    def recv(i: int) -> None:
+        """Count the frames from this receiver's partner (a hub also delivers everyone else's)."""
+        sock = receivers[i]
+        sock.settimeout(0.2)
+        stride = wire_size(frame_size)
+        offset = (stride - frame_size) + 11  # last byte of the source MAC
+        want = bytes((mac(2 * i)[5],))
+        pending = b""
+        while not stop.is_set():
+            try:
+                data = sock.recv(1 << 20)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if not data:
+                return
+            buf = pending + data if pending else data
+            whole = len(buf) - len(buf) % stride
+            pending = buf[whole:]
+            if counting.is_set():
+                received[i] += buf[offset:whole:stride].count(want)
+
+    def drain(i: int) -> None:
+        sock = senders[i]
+        sock.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                if not sock.recv(1 << 20):
+                    return
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+
+    threads = [threading.Thread(target=send, args=(i,), daemon=True) for i in range(pairs)]
+    threads += [threading.Thread(target=recv, args=(i,), daemon=True) for i in range(pairs)]
+    threads += [threading.Thread(target=drain, args=(i,), daemon=True) for i in range(pairs)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)  # warm up
+    counting.set()
+    t0 = time.perf_counter()
+    time.sleep(seconds)
+    counting.clear()
+    elapsed = time.perf_counter() - t0
+    stop.set()
+    for sock in senders + receivers:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        sock.close()
+    for t in threads:
+        t.join(2.0)
+    frames = sum(received)
+    return {"frames_per_s": frames / elapsed, "mb_per_s": frames * frame_size / elapsed / 1e6,
+            "frame_size": frame_size, "clients": 2 * pairs, "seconds": round(elapsed, 2)}
+
+
+def measure(kind: str, pairs: int, frame_size: int, seconds: float, queue_bytes: int) -> dict[str, Any]:
+    proc, port = start_relay(kind, queue_bytes)
+    try:
+        return run_load(port, pairs, frame_size, seconds)
+    finally:
+        proc.kill()
+        proc.join(5)
+
+
+def guest_tcp(kind: str) -> tuple[float | None, str | None]:
+    """Guest-to-guest TCP MB/s over a relay or TAP; needs a booting Linux guest."""
+    return None, (f"guest TCP over {kind} cannot be measured yet: it needs a Linux guest that boots "
+                  "and runs a TCP transfer (pyv86 guest build + an i686 kernel), which pyv86 "
+                  "does not have yet")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--pairs", type=int, default=10, help="sender/receiver pairs (clients = 2x)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="measuring time per run")
+    parser.add_argument("--queue-bytes", type=int, default=1 << 20, help="relay queue per client")
+    args = parser.parse_args(argv)
+
+    def progress(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    results: dict[str, Any] = {}
+    runs = [("small", 64), ("large", 1514)]
+    for kind in ("pyv86", "hub"):
+        for label, size in runs:
+            progress(f"relay benchmark: {kind} relay, {2 * args.pairs} clients, {size}-byte frames...")
+            results[f"{kind}_{label}"] = measure(kind, args.pairs, size, args.seconds, args.queue_bytes)
+        progress(f"relay benchmark: {kind} relay, 2 clients, 64-byte frames...")
+        results[f"{kind}_one_pair"] = measure(kind, 1, 64, args.seconds, args.queue_bytes)
+    relay_tcp, relay_reason = guest_tcp("relay")
+    tap_tcp, tap_reason = guest_tcp("tap")
+    ours, hub = results["pyv86_small"], results["hub_small"]
+    out = {
+        "server_frames_per_s": round(ours["frames_per_s"]),
+        "server_mb_per_s": round(results["pyv86_large"]["mb_per_s"], 1),
+        "server_frames_per_s_one_pair": round(results["pyv86_one_pair"]["frames_per_s"]),
+        "baseline_frames_per_s": round(hub["frames_per_s"]),
+        "baseline_mb_per_s": round(results["hub_large"]["mb_per_s"], 1),
+        "baseline_frames_per_s_one_pair": round(results["hub_one_pair"]["frames_per_s"]),
+        "ratio_frames_vs_baseline": round(ours["frames_per_s"] / max(hub["frames_per_s"], 1e-9), 2),
+        "ratio_mb_vs_baseline": round(results["pyv86_large"]["mb_per_s"]
+                                      / max(results["hub_large"]["mb_per_s"], 1e-9), 2),
+        "target_frames_per_s": TARGET_FRAMES_PER_S,
+        "clients": 2 * args.pairs,
+        "relay_tcp_mb_per_s": relay_tcp,
+        "relay_tcp_reason": relay_reason,
+        "tap_tcp_mb_per_s": tap_tcp,
+        "tap_tcp_reason": tap_reason,
+        "runs": results,
+    }
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    print(f"pyv86 relay, {out['clients']} clients, 64-byte frames:   {out['server_frames_per_s']:>9,} frames/s "
+          f"(target {TARGET_FRAMES_PER_S:,}; {'met' if out['server_frames_per_s'] >= TARGET_FRAMES_PER_S else 'NOT met'})")
+    print(f"hub baseline, same load:                  {out['baseline_frames_per_s']:>9,} frames/s "
+          f"(pyv86 x{out['ratio_frames_vs_baseline']})")
+    print(f"pyv86 relay, 1514-byte frames:            {out['server_mb_per_s']:>9} MB/s")
+    print(f"hub baseline, 1514-byte frames:           {out['baseline_mb_per_s']:>9} MB/s "
+          f"(pyv86 x{out['ratio_mb_vs_baseline']})")
+    print(f"one pair, 64-byte frames: pyv86 {out['server_frames_per_s_one_pair']:,} frames/s, "
+          f"hub {out['baseline_frames_per_s_one_pair']:,} frames/s")
+    print(f"guest TCP over relay: {relay_reason if relay_tcp is None else f'{relay_tcp:.1f} MB/s'}")
+    print(f"guest TCP over TAP:   {tap_reason if tap_tcp is None else f'{tap_tcp:.1f} MB/s'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

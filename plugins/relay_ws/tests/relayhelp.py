@@ -1,0 +1,247 @@
+"""Test helpers: a raw WebSocket client that can also misbehave, frame builders, namespaces."""
+from __future__ import annotations
+
+import base64
+import os
+import select
+import shutil
+import socket
+import struct
+import subprocess
+import time
+import uuid
+
+import pytest
+
+
+def mac(i: int) -> bytes:
+    return bytes((0x02, 0x00, 0x00, 0x00, (i >> 8) & 0xFF, i & 0xFF))
+
+
+BCAST = b"\xff" * 6
+
+
+def eth(dst: bytes, src: bytes, ethertype: int = 0x88B5, payload: bytes = b"") -> bytes:
+    """An Ethernet frame; ``payload`` is padded to the 60-byte minimum."""
+    frame = dst + src + struct.pack("!H", ethertype) + payload
+    return frame + bytes(max(0, 60 - len(frame)))
+
+
+class RawClient:
+    """A WebSocket client on a plain socket: sends exactly the bytes a test asks for."""
+
+    def __init__(self, port: int, path: str = "/", headers: dict[str, str] | None = None,
+                 host: str = "127.0.0.1", expect: int | None = 101, rcvbuf: int = 0) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.settimeout(5)
+        if rcvbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.connect((host, port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        self.sock.sendall((f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                           f"Sec-WebSocket-Version: 13\r\n{extra}\r\n").encode())
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                break
+            buf += chunk
+        head, _, self.buf = buf.partition(b"\r\n\r\n")
+        self.status = int(head.split(b" ")[1]) if head else 0
+        self.head = head.decode("latin-1")
+        if expect is not None:
+            assert self.status == expect, f"expected HTTP {expect}, got {self.head!r}"
+
+    # sending -------------------------------------------------------------------------
+    @staticmethod
+    def encode(payload: bytes, opcode: int = 0x2, fin: bool = True, masked: bool = True) -> bytes:
+        n = len(payload)
+        b0 = (0x80 if fin else 0) | opcode
+        mbit = 0x80 if masked else 0
+        if n < 126:
+            header = bytes((b0, mbit | n))
+        elif n < 65536:
+            header = struct.pack("!BBH", b0, mbit | 126, n)
+        else:
+            header = struct.pack("!BBQ", b0, mbit | 127, n)
+        if not masked:
+            return header + payload
+        mask = os.urandom(4)
+        body = bytes(b ^ mask[i & 3] for i, b in enumerate(payload))
+        return header + mask + body
+
+    def send(self, payload: bytes, opcode: int = 0x2, **kw: bool) -> None:
+        self.sock.sendall(self.encode(payload, opcode, **kw))
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    # receiving -----------------------------------------------------------------------
+    def _parse_one(self) -> tuple[int, bytes] | None:
+        buf = self.buf
+        if len(buf) < 2:
+            return None
+        n = buf[1] & 0x7F
+        hdr = 2
+        if n == 126:
+            if len(buf) < 4:
+                return None
+            n = struct.unpack("!H", buf[2:4])[0]
+            hdr = 4
+        elif n == 127:
+            if len(buf) < 10:
+                return None
+            n = struct.unpack("!Q", buf[2:10])[0]
+            hdr = 10
+        assert not buf[1] & 0x80, "server frames must not be masked"
+        if len(buf) < hdr + n:
+            return None
+        msg = (buf[0] & 0x0F, buf[hdr:hdr + n])
+        self.buf = buf[hdr + n:]
+        return msg
+
+    def recv_all(self, timeout: float = 0.3) -> list[tuple[int, bytes]]:
+        """Every message that arrives until ``timeout`` passes with nothing new."""
+        out = []
+        while True:
+            msg = self._parse_one()
+            if msg is not None:
+                out.append(msg)
+                continue
+            ready, _, _ = select.select([self.sock], [], [], timeout)
+            if not ready:
+                return out
+            chunk = self.sock.recv(1 << 20)
+            if not chunk:
+                return out
+            self.buf += chunk
+
+    def frames(self, timeout: float = 0.3) -> list[bytes]:
+        return [p for op, p in self.recv_all(timeout) if op == 0x2]
+
+    def recv_frame(self, timeout: float = 3.0) -> bytes:
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = self._parse_one()
+            if msg is not None:
+                if msg[0] == 0x2:
+                    return msg[1]
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no frame arrived")
+            ready, _, _ = select.select([self.sock], [], [], left)
+            if ready:
+                chunk = self.sock.recv(1 << 20)
+                if not chunk:
+                    raise ConnectionError("relay closed the connection")
+                self.buf += chunk
+
+    def closed_by_peer(self, timeout: float = 2.0) -> int | None:
+        """Wait for the server to close: returns its close code (or -1 for a bare close)."""
+        deadline = time.monotonic() + timeout
+        code = None
+        while time.monotonic() < deadline:
+            msg = self._parse_one()
+            if msg is not None:
+                if msg[0] == 0x8:
+                    code = struct.unpack("!H", msg[1][:2])[0] if len(msg[1]) >= 2 else 1005
+                continue
+            ready, _, _ = select.select([self.sock], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = self.sock.recv(65536)
+                except ConnectionResetError:
+                    return code if code is not None else -1
+                if not chunk:
+                    return code if code is not None else -1
+                self.buf += chunk
+        return None
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def http_get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}\r\n".encode())
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    sock.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), body.decode()
+
+
+def wait_for(predicate, timeout: float = 5.0, interval: float = 0.02) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
+
+
+# -- network namespaces -------------------------------------------------------------------
+def require_netns() -> None:
+    if os.geteuid() != 0:
+        pytest.fail("this test creates network namespaces and TAP devices: run it as root")
+    if shutil.which("ip") is None:
+        pytest.fail("this test needs iproute2 (`ip`): apt-get install iproute2")
+
+
+def sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(list(cmd), capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()}")
+    return proc
+
+
+class Namespaces:
+    """Creates uniquely named namespaces and interfaces; removes everything on cleanup."""
+
+    def __init__(self) -> None:
+        self.tag = uuid.uuid4().hex[:6]
+        self.names: list[str] = []
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def ifname(self, base: str) -> str:
+        name = f"{base}{self.tag}"
+        assert len(name) < 16
+        return name
+
+    def add(self, base: str) -> str:
+        name = f"p7{base}-{self.tag}"
+        sh("ip", "netns", "add", name)
+        self.names.append(name)
+        sh("ip", "-n", name, "link", "set", "lo", "up")
+        return name
+
+    def run(self, ns: str, *cmd: str) -> subprocess.CompletedProcess[str]:
+        return sh("ip", "netns", "exec", ns, *cmd)
+
+    def popen(self, ns: str, *cmd: str, **kw) -> subprocess.Popen:  # type: ignore[no-untyped-def, type-arg]
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, *cmd], **kw)
+        self.procs.append(proc)
+        return proc
+
+    def cleanup(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
+        for name in self.names:
+            sh("ip", "netns", "del", name, check=False)
