@@ -121,6 +121,7 @@ class GuestBuilder:
         o = self.options
         return {
             "builder": BUILDER_VERSION,
+            "scripts": scripts.fingerprint(),
             "kernel_file": sha256_file(o.kernel) if o.kernel else None,
             "initrd_file": sha256_file(o.initrd) if o.initrd else None,
             "add": [[guest, sha256_file(host), host.stat().st_mode & 0o777] for host, guest in o.add],

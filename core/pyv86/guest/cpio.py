@@ -118,7 +118,7 @@ class CpioWriter:
     def _finalise(self) -> list[CpioEntry]:
         subdirs: dict[str, int] = {}
         for e in self._entries:
-            if e.is_dir:
+            if e.is_dir and e.name != ".":
                 parent = e.name.rpartition("/")[0] if "/" in e.name else "."
                 subdirs[parent] = subdirs.get(parent, 0) + 1
         out = []

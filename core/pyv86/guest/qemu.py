@@ -129,17 +129,19 @@ class QemuGuest:
         self._proc.stdin.flush()
 
     def run(self, command: str, timeout_s: float = 30) -> tuple[str, int]:
-        """Type ``command`` into the shell; return (its output, its exit status)."""
-        tag = f"PYV86-DONE-{time.monotonic_ns()}"
+        """Type ``command`` into the shell; return (its output, its exit status).
+
+        The begin/end tags are computed by the guest shell (``$((n+1))``), so the echo of the
+        typed line — which the terminal may wrap — never matches them.
+        """
+        n = time.monotonic_ns()
+        begin, end = f"PYV86-B{n + 1}", f"PYV86-E{n + 1}"
         start = len(self.output)
-        self.send(f"{command}; echo {tag}-$?\n")
-        m = self.wait_for(re.compile(rf"^{tag}-(\d+)\r?$", re.M), timeout_s, start)
-        text = self.output[start:m.start()]
-        echoed = text.rfind(f"{tag}-$?")
-        if echoed >= 0:
-            text = text[text.find("\n", echoed) + 1:]
-        lines = text.replace("\r", "").split("\n")
-        return "\n".join(lines).strip("\n"), int(m.group(1))
+        self.send(f"echo PYV86-B$(({n}+1)); {command}; echo PYV86-E$(({n}+1))-$?\n")
+        m_end = self.wait_for(re.compile(rf"^{end}-(\d+)\r?$", re.M), timeout_s, start)
+        m_begin = self.wait_for(re.compile(rf"^{begin}\r?\n", re.M), 0, start)
+        text = self.output[m_begin.end():m_end.start()].replace("\r", "")
+        return text.strip("\n"), int(m_end.group(1))
 
     def close(self, timeout_s: float = 10) -> int | None:
         proc = self._proc

@@ -7,6 +7,8 @@ and starts a job-control shell on the console. ``docs/guest-images.md`` document
 """
 from __future__ import annotations
 
+import hashlib
+
 READY_MARKER = "PYV86-READY"
 """Printed by /init on the console right before the interactive shell starts."""
 
@@ -193,3 +195,11 @@ def init_script() -> str:
         text = text.replace(key, value)
     assert "@" not in text.replace("$@", ""), "unreplaced placeholder in /init"
     return text
+
+
+def fingerprint() -> str:
+    """A hash of every text file above: a cached image built from other text is rebuilt."""
+    h = hashlib.sha256()
+    for text in (init_script(), UDHCPC_SCRIPT, PROFILE, PASSWD, GROUP, HOSTS, HOSTNAME, NSSWITCH):
+        h.update(text.encode() + b"\0")
+    return h.hexdigest()[:16]
