@@ -368,7 +368,7 @@ class Emitter:
 
     def call_pure(self, name, *args) -> V:
         fn = self.helpers[name]
-        argv = [a.v if isinstance(a, V) else ir.Constant(I32, a) for a in args]
+        argv = [self.state, self.ram] + [a.v if isinstance(a, V) else ir.Constant(I32, a) for a in args]
         return V(self, self.b.call(fn, argv))
 
     def callback(self, which, a=0, b=0, c=0, d=None) -> V:

@@ -30,7 +30,8 @@ EXIT_BUDGET = 0
 EXIT_HALT = 1
 EXIT_STOP = 2
 EXIT_TRIPLE = 3
-EXIT_INTR = 4          # INTR pending: Python acknowledges and stores pending_vector
+EXIT_INTR = 4          # (reserved)
+EXIT_EXCEPTION = 5     # exc_exit=1: an exception stopped run() instead of being delivered
 
 # (name, numpy type, count)
 _FIELDS: list[tuple[str, str, int]] = [
@@ -64,6 +65,7 @@ _FIELDS: list[tuple[str, str, int]] = [
     ("exc_vector", "u4", 1),    # pending exception (set by a faulting access)
     ("exc_code", "u4", 1),
     ("exc_has_code", "u4", 1),
+    ("exc_exit", "u4", 1),     # testing: exit run() on exceptions instead of delivering
     ("last_exc", "i4", 1),      # last exception vector delivered (diagnostics / tests)
     ("last_exc_code", "u4", 1),
     ("exc_count", "u4", 1),

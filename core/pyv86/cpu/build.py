@@ -1,0 +1,101 @@
+"""Compile the generated IR with llvmlite and cache the object code on disk.
+
+Cache: ``$XDG_CACHE_HOME/pyv86/cpu/`` (default ``~/.cache/pyv86/cpu/``), file name =
+sha256(IR text + llvmlite version + target CPU/features + opt level).  ``PYV86_CPU_OPT=0``
+skips the IR optimisation passes (fast builds while developing).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import time
+from pathlib import Path
+
+TARGET_CPU = "x86-64-v2"
+_cache: dict = {}
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "pyv86" / "cpu"
+
+
+def _llvm():
+    import llvmlite.binding as llvm
+    if not _cache.get("init"):
+        llvm.initialize_native_target()
+        llvm.initialize_native_asmprinter()
+        _cache["init"] = True
+    return llvm
+
+
+def _tm(llvm, opt):
+    target = llvm.Target.from_default_triple()
+    return target.create_target_machine(cpu=TARGET_CPU, features="", opt=opt, reloc="pic",
+                                        codemodel="jitdefault", jit=True)
+
+
+def opt_level() -> int:
+    return int(os.environ.get("PYV86_CPU_OPT", "2"))
+
+
+def get_ir():
+    if "ir" not in _cache:
+        from .codegen import generate
+        _cache["ir"] = generate()
+    return _cache["ir"]
+
+
+def object_code(verbose=True) -> bytes:
+    """Return the object code for the interpreter (from the cache or freshly compiled)."""
+    import llvmlite
+    llvm = _llvm()
+    ir_text, info = get_ir()
+    opt = opt_level()
+    key = hashlib.sha256("\0".join([ir_text, llvmlite.__version__, TARGET_CPU, str(opt),
+                                    llvm.get_process_triple()]).encode()).hexdigest()
+    path = cache_dir() / f"interp-{key[:32]}.o"
+    if path.exists():
+        return path.read_bytes()
+    nlines = ir_text.count("\n")
+    if verbose:
+        est = max(1, int(nlines * (150e-6 if opt else 35e-6)))
+        print(f"pyv86: compiling CPU interpreter (first run, ~{est} s, {nlines} IR lines)...",
+              file=sys.stderr, flush=True)
+    t0 = time.time()
+    mod = llvm.parse_assembly(ir_text)
+    mod.verify()
+    tm = _tm(llvm, 3)
+    mod.triple = llvm.get_process_triple()
+    if opt:
+        pto = llvm.create_pipeline_tuning_options(speed_level=opt)
+        pb = llvm.create_pass_builder(tm, pto)
+        pb.getModulePassManager().run(mod, pb)
+    obj = tm.emit_object(mod)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_bytes(obj)
+    os.replace(tmp, path)
+    if verbose:
+        print(f"pyv86: CPU interpreter compiled in {time.time() - t0:.1f} s (cached in {path})",
+              file=sys.stderr, flush=True)
+    return obj
+
+
+def load():
+    """Return (engine, address of pyv86_run).  The engine must be kept alive."""
+    if "engine" in _cache:
+        return _cache["engine"]
+    llvm = _llvm()
+    obj = object_code()
+    tm = _tm(llvm, 3)
+    ee = llvm.create_mcjit_compiler(llvm.parse_assembly(""), tm)
+    ee.add_object_file(llvm.ObjectFileRef.from_data(obj))
+    ee.finalize_object()
+    from .codegen import RUN_NAME
+    addr = ee.get_function_address(RUN_NAME)
+    if not addr:
+        raise RuntimeError("pyv86: CPU interpreter symbol not found")
+    _cache["engine"] = (ee, addr)
+    return _cache["engine"]

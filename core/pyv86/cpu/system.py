@@ -1,0 +1,872 @@
+"""System semantics (out-of-line helpers): paging and TLB, memory slow paths, exceptions and
+interrupt delivery through the IDT, segment loads, far transfers, CRs, MSRs, CPUID.
+
+Each helper is ``i32 name(i8* state, i8* ram, i32 args...)`` returning a status
+(0 ok, 1 exception pending in state.exc_*, 2 leave run()).  Values are returned in
+``state.scratch``.
+"""
+from __future__ import annotations
+
+from . import state as S
+from .dsl import (CB_MMIO_READ, CB_MMIO_WRITE, ST_EXIT, ST_FAULT, ST_OK, V)
+
+HELPERS: dict[str, tuple[int, object]] = {}
+
+
+def helper(name, nargs):
+    def deco(fn):
+        HELPERS[name] = (nargs, fn)
+        return fn
+    return deco
+
+
+def args(e):
+    return [V(e, a) for a in e.fn.args[2:]]
+
+
+PG, WP, PE, TS, EM = 0x80000000, 0x10000, 1, 8, 4
+CR4_PSE, CR4_PGE, CR4_TSD = 0x10, 0x80, 0x4
+
+# ---------------------------------------------------------------------------- physical memory
+
+
+def phys_read32(e, addr: V) -> V:
+    """Read a page-table entry: RAM only, MMIO reads as 0 (not present)."""
+    ok = (addr + 4).ule(e.sget("ram_size")) & addr.ult(0xFFFFFFFC)
+    out = e.var(32, 0)
+    with e.if_(ok):
+        out.set(V(e, e.b.load(e.ram_ptr(addr, 32), align=4)))
+    return out.get()
+
+
+def phys_write32(e, addr: V, value: V):
+    ok = (addr + 4).ule(e.sget("ram_size")) & addr.ult(0xFFFFFFFC)
+    with e.if_(ok):
+        e.b.store(value.v, e.ram_ptr(addr, 32), align=4)
+
+
+# ---------------------------------------------------------------------------- TLB
+
+
+@helper("tlb_flush", 1)
+def h_tlb_flush(e):
+    (all_,) = args(e)
+    i = e.var(32, 0)
+
+    def body():
+        idx = i.get()
+        with e.if_(all_.ne(0) | e.sget("tlb_global", idx).eq(0)):
+            for k in range(S.TLB_KINDS):
+                e.sset("tlb_tag", e.c(0), idx + k * S.TLB_SIZE)
+        i.set(idx + 1)
+    e.while_(lambda: i.get().ult(S.TLB_SIZE), body)
+    e.b.ret(e.c(0).v)
+
+
+def tlb_invalidate_page(e, lin: V):
+    idx = (lin >> 12) & (S.TLB_SIZE - 1)
+    for k in range(S.TLB_KINDS):
+        e.sset("tlb_tag", e.c(0), idx + k * S.TLB_SIZE)
+
+
+def page_fault(e, lin: V, kind: V, present: V):
+    e.sset("cr", lin, 2)
+    code = present.zx(32) | ((kind & 1) << 1) | ((kind >> 1) << 2)
+    e.fault(14, code)
+
+
+@helper("xlate", 2)
+def h_xlate(e):
+    """Translate linear ``lin`` for access ``kind`` (bit0 write, bit1 user).
+
+    scratch[1] = physical address, scratch[2] = 1 if RAM.  Fills the TLB for RAM pages."""
+    lin, kind = args(e)
+    cr0 = e.sget("cr", 0)
+    phys = e.var(32)
+    idx = (lin >> 12) & (S.TLB_SIZE - 1)
+    vpage = lin & ~0xFFF
+    # tags to fill: bit k set = kind k allowed
+    allow = e.var(32, 0)
+    glob = e.var(32, 0)
+    with e.if_else((cr0 & PG).eq(0)) as (then, other):
+        with then:
+            phys.set(lin)
+            allow.set(e.c(0xF))
+        with other:
+            cr4 = e.sget("cr", 4)
+            write = (kind & 1).ne(0)
+            user = (kind & 2).ne(0)
+            wp = (cr0 & WP).ne(0)
+            pde_addr = (e.sget("cr", 3) & ~0xFFF) | ((lin >> 20) & 0xFFC)
+            pde = phys_read32(e, pde_addr)
+            with e.if_((pde & 1).eq(0), likely=False):
+                page_fault(e, lin, kind, e.c(0, 1))
+            # accessed bit in the PDE (set even if the walk faults later, like QEMU)
+            with e.if_((pde & 0x20).eq(0)):
+                phys_write32(e, pde_addr, pde | 0x20)
+            big = (pde & 0x80).ne(0) & (cr4 & CR4_PSE).ne(0)
+            perm = e.var(32)
+            leaf = e.var(32)
+            leaf_addr = e.var(32)
+            with e.if_else(big) as (t2, o2):
+                with t2:
+                    perm.set(pde)
+                    leaf.set(pde)
+                    leaf_addr.set(pde_addr)
+                    phys.set((pde & 0xFFC00000) | (lin & 0x3FF000))
+                with o2:
+                    pte_addr = (pde & ~0xFFF) | ((lin >> 10) & 0xFFC)
+                    pte = phys_read32(e, pte_addr)
+                    with e.if_((pte & 1).eq(0), likely=False):
+                        page_fault(e, lin, kind, e.c(0, 1))
+                    perm.set(pde & pte | ~6)
+                    leaf.set(pte)
+                    leaf_addr.set(pte_addr)
+                    phys.set(pte & ~0xFFF)
+            p = perm.get()
+            u_ok = (p & 4).ne(0)
+            rw = (p & 2).ne(0)
+            lf = leaf.get()
+            denied = (user & ~u_ok) | (write & user & ~rw) | (write & ~user & wp & ~rw)
+            with e.if_(denied, likely=False):
+                page_fault(e, lin, kind, e.c(1, 1))
+            newlf = lf | 0x20 | e.sel(write, e.c(0x40), e.c(0))
+            with e.if_(newlf.ne(lf)):
+                phys_write32(e, leaf_addr.get(), newlf)
+            dirty = (newlf & 0x40).ne(0)
+            sw = (rw | ~wp) & dirty
+            uw = u_ok & rw & dirty
+            allow.set(e.c(1) | (sw.zx(32) << 1) | (u_ok.zx(32) << 2) | (uw.zx(32) << 3))
+            glob.set(((lf & 0x100).ne(0) & (cr4 & CR4_PGE).ne(0)).zx(32))
+    ph = phys.get() | (lin & 0xFFF)
+    e.sset("scratch", ph, 1)
+    is_ram = (ph & ~0xFFF).ult(e.sget("ram_size"))
+    e.sset("scratch", is_ram.zx(32), 2)
+    with e.if_(is_ram):
+        e.sset("tlb_delta", (ph & ~0xFFF) - vpage, idx)
+        e.sset("tlb_global", glob.get().tr(8), idx)
+        a = allow.get()
+        for k in range(S.TLB_KINDS):
+            e.sset("tlb_tag", e.sel((a >> k) & 1, vpage | 1, e.c(0)), idx + k * S.TLB_SIZE)
+    e.b.ret(e.c(0).v)
+
+
+def xlate(e, lin, kind):
+    """Call xlate; returns (phys, is_ram:i1)."""
+    e.call("xlate", lin, kind, sync=False)
+    return e.sget("scratch", 1), e.sget("scratch", 2).ne(0)
+
+
+def _ram_access(e, phys: V, nbytes: V, write: bool, value: V | None = None) -> V:
+    out = e.var(32, 0)
+    cases = {}
+    for n, bits in ((1, 8), (2, 16), (4, 32)):
+        def mk(bits=bits):
+            def f():
+                p = e.ram_ptr(phys, bits)
+                if write:
+                    e.b.store(value.tr(bits).v, p, align=1)
+                else:
+                    out.set(V(e, e.b.load(p, align=1)).zx(32))
+            return f
+        cases[n] = mk()
+    e.switch(nbytes, cases)
+    return out.get()
+
+
+def _phys_access(e, phys, is_ram, nbytes, write, value=None):
+    out = e.var(32, 0)
+    with e.if_else(is_ram) as (then, other):
+        with then:
+            out.set(_ram_access(e, phys, nbytes, write, value))
+        with other:
+            if write:
+                e.callback(CB_MMIO_WRITE, phys, nbytes, value)
+            else:
+                out.set(e.callback(CB_MMIO_READ, phys, nbytes).tr(32))
+    return out.get()
+
+
+@helper("mem_slow", 4)
+def h_mem_slow(e):
+    """Access nbytes (1/2/4) at linear lin; kind bit0 = write; value for writes.
+    Read results go to scratch[0]."""
+    lin, nbytes, kind, value = args(e)
+    last = lin + nbytes - 1
+    crossing = ((lin ^ last) & ~0xFFF).ne(0)
+    write = kind & 1
+    with e.if_else(crossing) as (then, other):
+        with then:
+            xlate(e, lin, kind)
+            xlate(e, last & ~0xFFF, kind)
+            i = e.var(32, 0)
+            acc = e.var(32, 0)
+
+            def body():
+                k = i.get()
+                ph, ram = xlate(e, lin + k, kind)
+                with e.if_else(write.ne(0)) as (t2, o2):
+                    with t2:
+                        _phys_access(e, ph, ram, e.c(1), True, (value >> (k << 3)) & 0xFF)
+                    with o2:
+                        b = _phys_access(e, ph, ram, e.c(1), False)
+                        acc.set(acc.get() | ((b & 0xFF) << (k << 3)))
+                i.set(k + 1)
+            e.while_(lambda: i.get().ult(nbytes), body)
+            e.sset("scratch", acc.get(), 0)
+        with other:
+            ph, ram = xlate(e, lin, kind)
+            with e.if_else(write.ne(0)) as (t2, o2):
+                with t2:
+                    _phys_access(e, ph, ram, nbytes, True, value)
+                with o2:
+                    e.sset("scratch", _phys_access(e, ph, ram, nbytes, False), 0)
+    e.b.ret(e.c(0).v)
+
+
+@helper("mem_probe", 3)
+def h_mem_probe(e):
+    lin, nbytes, kind = args(e)
+    last = lin + nbytes - 1
+    xlate(e, lin, kind)
+    with e.if_(((lin ^ last) & ~0xFFF).ne(0)):
+        xlate(e, last & ~0xFFF, kind)
+    e.b.ret(e.c(0).v)
+
+
+@helper("fetch_slow", 2)
+def h_fetch_slow(e):
+    """Fetch nbytes at linear lin (code).  Fills state cp_* for the fast fetch path."""
+    lin, nbytes = args(e)
+    kind = e.cpl_kind()
+    e.call("mem_slow", lin, nbytes, kind, e.c(0), sync=False)
+    e.b.ret(e.c(0).v)
+
+
+# ---------------------------------------------------------------------------- descriptors
+
+
+def desc_base(e, lo, hi):
+    return (lo >> 16) | ((hi & 0xFF) << 16) | (hi & 0xFF000000)
+
+
+def desc_limit(e, lo, hi):
+    lim = (lo & 0xFFFF) | (hi & 0xF0000)
+    return e.sel((hi & 0x800000).ne(0), (lim << 12) | 0xFFF, lim)
+
+
+def desc_flags(e, hi):
+    return (hi >> 8) & 0xF0FF
+
+
+def read_desc(e, sel: V, vec=13):
+    """Read the descriptor for sel; faults vec(sel & ~3) beyond the table limit.
+    Returns (lo, hi, addr)."""
+    ti = (sel & 4).ne(0)
+    base = e.sel(ti, e.sget("seg_base", S.LDTR), e.sget("gdtr_base"))
+    limit = e.sel(ti, e.sget("seg_limit", S.LDTR), e.sget("gdtr_limit"))
+    e.fault_if((sel | 7).ugt(limit), vec, sel & 0xFFFC)
+    addr = base + (sel & ~7)
+    lo = e.read_lin(addr, 32, e.c(0))
+    hi = e.read_lin(addr + 4, 32, e.c(0))
+    return lo, hi, addr
+
+
+def set_accessed(e, hi, addr):
+    with e.if_((hi & 0x100).eq(0)):
+        e.write_lin(addr + 4, 32, hi | 0x100, e.c(0))
+
+
+def set_seg(e, seg: int, sel: V, base: V, limit: V, flags: V):
+    e.sset("seg_sel", sel & 0xFFFF, seg)
+    e.sset("seg_base", base, seg)
+    e.sset("seg_limit", limit, seg)
+    e.sset("seg_flags", flags, seg)
+    if seg == S.CS:
+        e.sset("code32", (flags >> 14) & 1)
+    elif seg == S.SS:
+        e.sset("stack32", (flags >> 14) & 1)
+
+
+def set_seg_real(e, seg, sel: V):
+    sel = sel & 0xFFFF
+    e.sset("seg_sel", sel, seg)
+    e.sset("seg_base", sel << 4, seg)
+
+
+def protected(e) -> V:
+    return (e.sget("cr", 0) & PE).ne(0)
+
+
+def load_cs(e, sel, lo, hi, cpl: V):
+    set_seg(e, S.CS, (sel & 0xFFFC) | cpl, desc_base(e, lo, hi), desc_limit(e, lo, hi), desc_flags(e, hi))
+    e.sset("cpl", cpl)
+
+
+@helper("load_seg", 2)
+def h_load_seg(e):
+    """Load data/stack segment register ``seg`` (runtime index) with selector ``sel``."""
+    seg, sel = args(e)
+    sel = sel & 0xFFFF
+    with e.if_else(protected(e)) as (then, other):
+        with other:
+            for s in (0, 2, 3, 4, 5):
+                with e.if_(seg.eq(s)):
+                    set_seg_real(e, s, sel)
+            with e.if_(seg.eq(S.SS)):
+                pass
+        with then:
+            cpl = e.sget("cpl")
+            rpl = sel & 3
+            is_ss = seg.eq(S.SS)
+            null = (sel & 0xFFFC).eq(0)
+            with e.if_(null):
+                e.gp_if(is_ss, 0)
+                for s in (0, 3, 4, 5):
+                    with e.if_(seg.eq(s)):
+                        set_seg(e, s, sel, e.c(0), e.c(0), e.c(0))
+                e.b.ret(e.c(0).v)
+                e.dead()
+            lo, hi, addr = read_desc(e, sel)
+            typ = (hi >> 8) & 0x1F  # S + type
+            dpl = (hi >> 13) & 3
+            present = (hi & 0x8000).ne(0)
+            is_data = (typ & 0x18).eq(0x10)
+            writable = is_data & (typ & 2).ne(0)
+            is_code = (typ & 0x18).eq(0x18)
+            readable_code = is_code & (typ & 2).ne(0)
+            conforming = is_code & (typ & 4).ne(0)
+            with e.if_else(is_ss) as (t2, o2):
+                with t2:
+                    e.gp_if(rpl.ne(cpl) | dpl.ne(cpl) | ~writable, sel & 0xFFFC)
+                    e.fault_if(~present, 12, sel & 0xFFFC)
+                with o2:
+                    e.gp_if(~(is_data | readable_code), sel & 0xFFFC)
+                    maxp = e.sel(rpl.ugt(cpl), rpl, cpl)
+                    e.gp_if(~conforming & dpl.ult(maxp), sel & 0xFFFC)
+                    e.fault_if(~present, 11, sel & 0xFFFC)
+            set_accessed(e, hi, addr)
+            hi = hi | 0x100
+            for s in (0, 2, 3, 4, 5):
+                with e.if_(seg.eq(s)):
+                    set_seg(e, s, sel, desc_base(e, lo, hi), desc_limit(e, lo, hi), desc_flags(e, hi))
+    e.b.ret(e.c(0).v)
+
+
+def check_code_desc(e, sel, lo, hi, cpl_target: V, jump: bool):
+    """Checks for a far jmp/call target code segment. Returns new CPL."""
+    typ = (hi >> 8) & 0x1F
+    dpl = (hi >> 13) & 3
+    rpl = sel & 3
+    e.gp_if((sel & 0xFFFC).eq(0), 0)
+    is_code = (typ & 0x18).eq(0x18)
+    e.gp_if(~is_code, sel & 0xFFFC)
+    conforming = (typ & 4).ne(0)
+    cpl = e.sget("cpl")
+    bad = e.sel(conforming, dpl.ugt(cpl), rpl.ugt(cpl) | dpl.ne(cpl))
+    e.gp_if(bad, sel & 0xFFFC)
+    e.fault_if((hi & 0x8000).eq(0), 11, sel & 0xFFFC)
+    return cpl
+
+
+@helper("jmp_far", 3)
+def h_jmp_far(e):
+    """far jmp/call: sel, offset, flags (bit0 o32, bit1 call)."""
+    sel, off, fl = args(e)
+    o32 = (fl & 1).ne(0)
+    call = (fl & 2).ne(0)
+    sel = sel & 0xFFFF
+    old_cs = e.sget("seg_sel", S.CS)
+    ret = e.lget("eip")
+    with e.if_else(protected(e)) as (then, other):
+        with other:
+            with e.if_(call):
+                with e.if_else(o32) as (t, o):
+                    with t:
+                        e.push_probe(8)
+                        e.push(old_cs, 32)
+                        e.push(ret, 32)
+                    with o:
+                        e.push_probe(4)
+                        e.push(old_cs.tr(16), 16)
+                        e.push(ret.tr(16), 16)
+            set_seg_real(e, S.CS, sel)
+            e.lset("eip", off)
+        with then:
+            lo, hi, addr = read_desc(e, sel)
+            typ = (hi >> 8) & 0x1F
+            e.gp_if((typ & 0x10).eq(0), sel & 0xFFFC)  # gates / TSS not supported
+            cpl = check_code_desc(e, sel, lo, hi, None, True)
+            with e.if_(call):
+                with e.if_else(o32) as (t, o):
+                    with t:
+                        e.push_probe(8)
+                        e.push(old_cs, 32)
+                        e.push(ret, 32)
+                    with o:
+                        e.push_probe(4)
+                        e.push(old_cs.tr(16), 16)
+                        e.push(ret.tr(16), 16)
+            set_accessed(e, hi, addr)
+            load_cs(e, sel, lo, hi | 0x100, cpl)
+            e.lset("eip", e.sel(o32, off, off & 0xFFFF))
+    e.b.ret(e.c(0).v)
+
+
+def _null_outer_segs(e, cpl: V):
+    for s in (S.ES, S.DS, S.FS, S.GS):
+        fl = e.sget("seg_flags", s)
+        dpl = (fl >> 5) & 3
+        is_data_or_nc = ((fl & 0x18).eq(0x10)) | ((fl & 0x1C).eq(0x18))
+        with e.if_(is_data_or_nc & dpl.ult(cpl) & (e.sget("seg_sel", s) & 0xFFFC).ne(0)):
+            set_seg(e, s, e.c(0), e.c(0), e.c(0), e.c(0))
+
+
+def _load_outer_ss(e, ss_sel, new_cpl):
+    lo, hi, addr = read_desc(e, ss_sel)
+    typ = (hi >> 8) & 0x1F
+    dpl = (hi >> 13) & 3
+    e.gp_if((ss_sel & 0xFFFC).eq(0), 0)
+    e.gp_if((ss_sel & 3).ne(new_cpl) | dpl.ne(new_cpl) | ~(typ & 0x1A).eq(0x12), ss_sel & 0xFFFC)
+    e.fault_if((hi & 0x8000).eq(0), 12, ss_sel & 0xFFFC)
+    return lo, hi, addr
+
+
+@helper("ret_far", 3)
+def h_ret_far(e):
+    """retf [imm] (kind=0) or iret (kind=1). args: o32, imm, kind"""
+    o32v, imm, kind = args(e)
+    iret = kind.ne(0)
+    for o32 in (True, False):
+        with e.if_(o32v.ne(0) if o32 else o32v.eq(0)):
+            _ret_far(e, o32, imm, iret)
+    e.b.ret(e.c(0).v)
+
+
+def _ret_far(e, o32, imm, iret):
+    sz = 32 if o32 else 16
+    n = sz // 8
+    new_eip = e.pop_peek(sz, 0).zx(32)
+    new_cs = e.pop_peek(sz, n).zx(32) & 0xFFFF
+    new_fl = e.var(32, 0)
+    with e.if_(iret):
+        new_fl.set(e.pop_peek(sz, 2 * n).zx(32))
+    frame = e.sel(iret, e.c(3 * n), e.c(2 * n))
+    cpl = e.sget("cpl")
+    old_fl = e.flags()
+
+    def apply_flags(cpl_for_rules):
+        nf = new_fl.get()
+        iopl = (old_fl >> 12) & 3
+        mask = e.c(S.CF | S.PF | S.AF | S.ZF | S.SF | S.TF | S.DF | S.OF | S.NT | S.AC | S.ID)
+        mask = mask | e.sel(cpl_for_rules.eq(0), e.c(S.IOPL), e.c(0))
+        mask = mask | e.sel(cpl_for_rules.ule(iopl), e.c(S.IF), e.c(0))
+        if not o32:
+            mask = mask & 0xFFFF
+        with e.if_(iret):
+            e.set_flags_word((old_fl & ~mask) | (nf & mask))
+
+    with e.if_else(protected(e)) as (then, other):
+        with other:
+            e.pop_commit(frame)
+            with e.if_(~iret):
+                e.pop_commit(imm)
+            set_seg_real(e, S.CS, new_cs)
+            e.lset("eip", new_eip)
+            nf = new_fl.get()
+            with e.if_(iret):
+                m = 0x257FD5 if o32 else 0x7FD5
+                e.set_flags_word((old_fl & ~m) | (nf & m))
+        with then:
+            with e.if_(iret):
+                e.gp_if((old_fl & S.NT).ne(0), 0)    # task return not supported
+                if o32:
+                    e.gp_if((new_fl.get() & S.VM).ne(0), 0)  # no virtual-8086 mode
+            lo, hi, addr = read_desc(e, new_cs)
+            typ = (hi >> 8) & 0x1F
+            dpl = (hi >> 13) & 3
+            rpl = new_cs & 3
+            e.gp_if((new_cs & 0xFFFC).eq(0), 0)
+            e.gp_if(~(typ & 0x18).eq(0x18) | rpl.ult(cpl), new_cs & 0xFFFC)
+            conforming = (typ & 4).ne(0)
+            e.gp_if(e.sel(conforming, dpl.ugt(rpl), dpl.ne(rpl)), new_cs & 0xFFFC)
+            e.fault_if((hi & 0x8000).eq(0), 11, new_cs & 0xFFFC)
+            with e.if_else(rpl.eq(cpl)) as (same, outer):
+                with same:
+                    set_accessed(e, hi, addr)
+                    e.pop_commit(frame)
+                    with e.if_(~iret):
+                        e.pop_commit(imm)
+                    load_cs(e, new_cs, lo, hi | 0x100, rpl)
+                    apply_flags(cpl)
+                    e.lset("eip", new_eip if o32 else new_eip & 0xFFFF)
+                with outer:
+                    extra = e.sel(iret, e.c(0), imm)
+                    new_esp = e.pop_peek(sz, frame + extra).zx(32)
+                    new_ss = e.pop_peek(sz, frame + extra + n).zx(32) & 0xFFFF
+                    slo, shi, saddr = _load_outer_ss(e, new_ss, rpl)
+                    set_accessed(e, hi, addr)
+                    set_accessed(e, shi, saddr)
+                    load_cs(e, new_cs, lo, hi | 0x100, rpl)
+                    apply_flags(cpl)
+                    shi = shi | 0x100
+                    set_seg(e, S.SS, new_ss, desc_base(e, slo, shi), desc_limit(e, slo, shi), desc_flags(e, shi))
+                    new_esp_v = new_esp + e.sel(iret, e.c(0), imm)
+                    if o32:
+                        e.set_reg(4, new_esp_v)
+                    else:
+                        e.set_reg(4, new_esp_v & 0xFFFF, 16)
+                    e.lset("eip", new_eip if o32 else new_eip & 0xFFFF)
+                    _null_outer_segs(e, rpl)
+
+
+# ---------------------------------------------------------------------------- interrupts
+
+
+@helper("deliver", 4)
+def h_deliver(e):
+    """Deliver vector through the IVT/IDT.  kind: 0 exception, 1 software int, 2 external.
+    Return address is state.eip."""
+    vec, kind, err, has_err = args(e)
+    fl = e.flags()
+    eip = e.lget("eip")
+    ext = kind.eq(2).zx(32) | kind.eq(0).zx(32)
+    with e.if_else(protected(e)) as (then, other):
+        with other:
+            e.gp_if((vec * 4 + 3).ugt(e.sget("idtr_limit")), vec * 8 + 2)
+            ent = e.read_lin(e.sget("idtr_base") + vec * 4, 32, e.c(0))
+            e.push_probe(6)
+            e.push(fl.tr(16), 16)
+            e.push(e.sget("seg_sel", S.CS).tr(16), 16)
+            e.push(eip.tr(16), 16)
+            e.set_flags_word(fl & ~(S.IF | S.TF | S.AC | S.RF))
+            set_seg_real(e, S.CS, ent >> 16)
+            e.lset("eip", ent & 0xFFFF)
+        with then:
+            idt_err = vec * 8 + 2 + ext
+            e.gp_if((vec * 8 + 7).ugt(e.sget("idtr_limit")), idt_err)
+            base = e.sget("idtr_base") + vec * 8
+            lo = e.read_lin(base, 32, e.c(0))
+            hi = e.read_lin(base + 4, 32, e.c(0))
+            gtype = (hi >> 8) & 0x1F
+            gate32 = (gtype & 8).ne(0)
+            is_int = gtype.eq(0xE) | gtype.eq(0x6)
+            ok = gtype.eq(0xE) | gtype.eq(0xF) | gtype.eq(0x6) | gtype.eq(0x7)
+            e.gp_if(~ok, idt_err)   # task gates are not supported
+            cpl = e.sget("cpl")
+            gdpl = (hi >> 13) & 3
+            e.gp_if(kind.eq(1) & gdpl.ult(cpl), idt_err)
+            e.fault_if((hi & 0x8000).eq(0), 11, idt_err)
+            sel = lo >> 16
+            off = e.sel(gate32, (lo & 0xFFFF) | (hi & 0xFFFF0000), lo & 0xFFFF)
+            e.gp_if((sel & 0xFFFC).eq(0), ext)
+            clo, chi, caddr = read_desc(e, sel)
+            ctyp = (chi >> 8) & 0x1F
+            dpl = (chi >> 13) & 3
+            e.gp_if(~(ctyp & 0x18).eq(0x18) | dpl.ugt(cpl), (sel & 0xFFFC) | ext)
+            e.fault_if((chi & 0x8000).eq(0), 11, (sel & 0xFFFC) | ext)
+            conforming = (ctyp & 4).ne(0)
+            inner = ~conforming & dpl.ult(cpl)
+            old_ss = e.sget("seg_sel", S.SS)
+            old_esp = e.reg(4)
+            cs_sel = e.sget("seg_sel", S.CS)
+            newfl = fl & ~(S.TF | S.NT | S.RF | S.VM)
+            newfl = e.sel(is_int, newfl & ~S.IF, newfl)
+
+            def push_frame(g32, ssbase, sp, stack32, with_ss):
+                sz = 32 if g32 else 16
+                n = sz // 8
+                vals = []
+                if with_ss:
+                    vals += [old_ss, old_esp]
+                vals += [fl, cs_sel, eip]
+                cur = e.var(32)
+                cur.set(sp)
+                total = len(vals) * n
+
+                def wr(off_, v):
+                    a = cur.get() - off_
+                    a = e.sel(stack32, a, a & 0xFFFF)
+                    e.write_lin(ssbase + a, sz, v.tr(sz), e.c(0))
+                # probe lowest and highest address first (precise)
+                lowest = sp - (total + n)
+                e.probe_write_lin(ssbase + e.sel(stack32, lowest, lowest & 0xFFFF), 8, e.c(0))
+                for i, v in enumerate(vals):
+                    wr((i + 1) * n, v)
+                with e.if_(has_err.ne(0)):
+                    wr(total + n, err)
+                newsp = sp - total - e.sel(has_err.ne(0), e.c(n), e.c(0))
+                return newsp
+
+            with e.if_else(inner) as (t2, o2):
+                with t2:
+                    tr_base = e.sget("seg_base", S.TR)
+                    e.fault_if((dpl * 8 + 11).ugt(e.sget("seg_limit", S.TR)), 10,
+                               e.sget("seg_sel", S.TR) & 0xFFFC)
+                    new_esp = e.read_lin(tr_base + 4 + dpl * 8, 32, e.c(0))
+                    new_ss = e.read_lin(tr_base + 8 + dpl * 8, 32, e.c(0)) & 0xFFFF
+                    # #TS for a bad ss in the TSS
+                    slo, shi, saddr = read_desc(e, new_ss, 10)
+                    styp = (shi >> 8) & 0x1F
+                    sdpl = (shi >> 13) & 3
+                    e.fault_if((new_ss & 0xFFFC).eq(0) | (new_ss & 3).ne(dpl) | sdpl.ne(dpl)
+                               | ~(styp & 0x1A).eq(0x12), 10, new_ss & 0xFFFC)
+                    e.fault_if((shi & 0x8000).eq(0), 12, new_ss & 0xFFFC)
+                    sbase = desc_base(e, slo, shi)
+                    s32 = (shi & 0x400000).ne(0)
+                    nsp = e.var(32)
+                    with e.if_else(gate32) as (g1, g2):
+                        with g1:
+                            nsp.set(push_frame(True, sbase, new_esp, s32, True))
+                        with g2:
+                            nsp.set(push_frame(False, sbase, new_esp, s32, True))
+                    set_accessed(e, shi, saddr)
+                    shi = shi | 0x100
+                    set_seg(e, S.SS, new_ss, sbase, desc_limit(e, slo, shi), desc_flags(e, shi))
+                    e.set_reg(4, e.sel(s32, nsp.get(), (new_esp & 0xFFFF0000) | (nsp.get() & 0xFFFF)))
+                    load_cs(e, sel, clo, chi | 0x100, dpl)
+                    _null_outer_segs(e, dpl)
+                with o2:
+                    s32 = e.stack32()
+                    ssb = e.sget("seg_base", S.SS)
+                    nsp = e.var(32)
+                    with e.if_else(gate32) as (g1, g2):
+                        with g1:
+                            nsp.set(push_frame(True, ssb, old_esp, s32, False))
+                        with g2:
+                            nsp.set(push_frame(False, ssb, old_esp, s32, False))
+                    e.set_reg(4, e.sel(s32, nsp.get(), (old_esp & 0xFFFF0000) | (nsp.get() & 0xFFFF)))
+                    load_cs(e, sel, clo, chi | 0x100, e.sel(conforming, cpl, dpl))
+            e.set_flags_word(newfl)
+            e.lset("eip", off)
+    e.sset("last_exc", vec)
+    e.sset("last_exc_code", err)
+    e.b.ret(e.c(0).v)
+
+
+def _exc_class(e, vec: V) -> V:
+    """0 benign, 1 contributory, 2 page fault."""
+    contrib = vec.eq(0) | vec.eq(10) | vec.eq(11) | vec.eq(12) | vec.eq(13)
+    return e.sel(vec.eq(14), e.c(2), e.sel(contrib, e.c(1), e.c(0)))
+
+
+@helper("raise_exc", 0)
+def h_raise_exc(e):
+    """Deliver the pending exception in state.exc_*; escalates to #DF and triple fault."""
+    e.sset("exc_count", e.sget("exc_count") + 1)
+    with e.if_(e.sget("exc_exit").ne(0)):
+        e.sset("exit_reason", S.EXIT_EXCEPTION)
+        e.b.ret(e.c(ST_EXIT).v)
+        e.dead()
+    v1 = e.sget("exc_vector")
+    st = e.call("deliver", v1, e.c(0), e.sget("exc_code"), e.sget("exc_has_code"), check=False)
+    with e.if_(st.eq(ST_OK)):
+        e.b.ret(e.c(ST_OK).v)
+        e.dead()
+    with e.if_(st.eq(ST_EXIT) | v1.eq(8)):
+        e.sset("exit_reason", S.EXIT_TRIPLE)
+        e.b.ret(e.c(ST_EXIT).v)
+        e.dead()
+    v2 = e.sget("exc_vector")
+    c1, c2 = _exc_class(e, v1), _exc_class(e, v2)
+    df = (c1.eq(1) & c2.eq(1)) | (c1.eq(2) & c2.ne(0))
+    vec = e.sel(df, e.c(8), v2)
+    code = e.sel(df, e.c(0), e.sget("exc_code"))
+    has = e.sel(df, e.c(1), e.sget("exc_has_code"))
+    st2 = e.call("deliver", vec, e.c(0), code, has, check=False)
+    with e.if_(st2.eq(ST_OK)):
+        e.b.ret(e.c(ST_OK).v)
+        e.dead()
+    with e.if_(~df):
+        v3 = e.sget("exc_vector")
+        st3 = e.call("deliver", e.c(8), e.c(0), e.c(0), e.c(1), check=False)
+        _ = v3
+        with e.if_(st3.eq(ST_OK)):
+            e.b.ret(e.c(ST_OK).v)
+            e.dead()
+    e.sset("exit_reason", S.EXIT_TRIPLE)
+    e.b.ret(e.c(ST_EXIT).v)
+
+
+@helper("soft_int", 2)
+def h_soft_int(e):
+    """INT n / INT3 / INTO: eip already points after the instruction. kind arg: 1 = INT n
+    (gate DPL checked), 0 = exception-class (INT3/INTO also check DPL)."""
+    vec, kind = args(e)
+    e.call("deliver", vec, e.c(1), e.c(0), e.c(0))
+    e.b.ret(e.c(0).v)
+
+
+# ---------------------------------------------------------------------------- control registers
+
+
+@helper("mov_cr", 2)
+def h_mov_cr(e):
+    n, val = args(e)
+    e.gp_if(e.sget("cpl").ne(0), 0)
+    with e.if_(n.eq(0)):
+        old = e.sget("cr", 0)
+        v = (val | 0x10) & 0xE005003F
+        e.gp_if(((v & PG).ne(0) & (v & PE).eq(0)), 0)
+        e.sset("cr", v, 0)
+        with e.if_(((old ^ v) & (PG | WP | PE)).ne(0)):
+            e.call("tlb_flush", e.c(1), sync=False)
+    with e.if_(n.eq(2)):
+        e.sset("cr", val, 2)
+    with e.if_(n.eq(3)):
+        e.sset("cr", val, 3)
+        e.call("tlb_flush", e.c(0), sync=False)
+    with e.if_(n.eq(4)):
+        e.gp_if((val & ~0x6BF).ne(0), 0)   # VME PVI TSD DE PSE PGE PCE OSFXSR OSXMMEXCPT
+        e.sset("cr", val, 4)
+        e.call("tlb_flush", e.c(1), sync=False)
+    e.b.ret(e.c(0).v)
+
+
+@helper("invlpg", 1)
+def h_invlpg(e):
+    (lin,) = args(e)
+    e.gp_if(e.sget("cpl").ne(0), 0)
+    tlb_invalidate_page(e, lin)
+    e.b.ret(e.c(0).v)
+
+
+@helper("cpuid", 0)
+def h_cpuid(e):
+    from .cpuid import emit_cpuid
+    emit_cpuid(e)
+    e.b.ret(e.c(0).v)
+
+
+MSR_READ_ZERO = (0x17, 0x8B, 0x1B0)
+
+
+@helper("msr", 1)
+def h_msr(e):
+    """rdmsr (arg 0) / wrmsr (arg 1) on ecx."""
+    (wr,) = args(e)
+    e.gp_if(e.sget("cpl").ne(0), 0)
+    ecx = e.reg(1)
+    eax, edx = e.reg(0), e.reg(2)
+    known = ecx.eq(0x10) | ecx.eq(0x174) | ecx.eq(0x175) | ecx.eq(0x176)
+    for m in MSR_READ_ZERO:
+        known = known | ecx.eq(m)
+    e.gp_if(~known, 0)
+    with e.if_else(wr.ne(0)) as (w, r):
+        with w:
+            with e.if_(ecx.eq(0x10)):
+                e.sset("tsc", eax.zx(64) | (edx.zx(64) << 32))
+            with e.if_(ecx.eq(0x174)):
+                e.sset("sysenter_cs", eax & 0xFFFF)
+            with e.if_(ecx.eq(0x175)):
+                e.sset("sysenter_esp", eax)
+            with e.if_(ecx.eq(0x176)):
+                e.sset("sysenter_eip", eax)
+        with r:
+            lo = e.var(32, 0)
+            hi = e.var(32, 0)
+            with e.if_(ecx.eq(0x174)):
+                lo.set(e.sget("sysenter_cs"))
+            with e.if_(ecx.eq(0x175)):
+                lo.set(e.sget("sysenter_esp"))
+            with e.if_(ecx.eq(0x176)):
+                lo.set(e.sget("sysenter_eip"))
+            with e.if_(ecx.eq(0x10)):
+                t = e.sget("tsc")
+                lo.set(t.tr(32))
+                hi.set((t >> 32).tr(32))
+            e.set_reg(0, lo.get())
+            e.set_reg(2, hi.get())
+    e.b.ret(e.c(0).v)
+
+
+@helper("sysenter", 1)
+def h_sysenter(e):
+    """sysenter (arg 0) / sysexit (arg 1)."""
+    (ex,) = args(e)
+    cs = e.sget("sysenter_cs")
+    e.gp_if(~protected(e) | (cs & 0xFFFC).eq(0), 0)
+    with e.if_else(ex.eq(0)) as (enter, exit_):
+        with enter:
+            f = e.flags()
+            e.set_flags_word(f & ~(S.IF | S.VM | S.RF))
+            set_seg(e, S.CS, cs & 0xFFFC, e.c(0), e.c(0xFFFFFFFF), e.c(0xC09B))
+            e.sset("cpl", e.c(0))
+            set_seg(e, S.SS, (cs + 8) & 0xFFFC, e.c(0), e.c(0xFFFFFFFF), e.c(0xC093))
+            e.set_reg(4, e.sget("sysenter_esp"))
+            e.lset("eip", e.sget("sysenter_eip"))
+        with exit_:
+            e.gp_if(e.sget("cpl").ne(0), 0)
+            set_seg(e, S.CS, (cs + 16) | 3, e.c(0), e.c(0xFFFFFFFF), e.c(0xC0FB))
+            e.sset("cpl", e.c(3))
+            set_seg(e, S.SS, (cs + 24) | 3, e.c(0), e.c(0xFFFFFFFF), e.c(0xC0F3))
+            e.set_reg(4, e.reg(1))
+            e.lset("eip", e.reg(2))
+    e.b.ret(e.c(0).v)
+
+
+@helper("lldt_ltr", 2)
+def h_lldt_ltr(e):
+    """lldt (arg0=0) / ltr (arg0=1) with selector."""
+    which, sel = args(e)
+    sel = sel & 0xFFFF
+    e.gp_if(~protected(e), 0)   # #UD in real mode really; close enough
+    e.gp_if(e.sget("cpl").ne(0), 0)
+    with e.if_((sel & 0xFFFC).eq(0)):
+        e.gp_if(which.ne(0), 0)
+        set_seg(e, S.LDTR, sel, e.c(0), e.c(0), e.c(0))
+        e.b.ret(e.c(0).v)
+        e.dead()
+    e.gp_if((sel & 4).ne(0), sel & 0xFFFC)
+    lo, hi, addr = read_desc(e, sel)
+    typ = (hi >> 8) & 0x1F
+    with e.if_else(which.eq(0)) as (ldt, tr):
+        with ldt:
+            e.gp_if(typ.ne(2), sel & 0xFFFC)
+            e.fault_if((hi & 0x8000).eq(0), 11, sel & 0xFFFC)
+            set_seg(e, S.LDTR, sel, desc_base(e, lo, hi), desc_limit(e, lo, hi), desc_flags(e, hi))
+        with tr:
+            e.gp_if(typ.ne(9) & typ.ne(1), sel & 0xFFFC)
+            e.fault_if((hi & 0x8000).eq(0), 11, sel & 0xFFFC)
+            e.write_lin(addr + 4, 32, hi | 0x200, e.c(0))   # mark busy
+            hi2 = hi | 0x200
+            set_seg(e, S.TR, sel, desc_base(e, lo, hi2), desc_limit(e, lo, hi2), desc_flags(e, hi2))
+    e.b.ret(e.c(0).v)
+
+
+@helper("lar_lsl", 2)
+def h_lar_lsl(e):
+    """lar (0) / lsl (1) / verr (2) / verw (3) of sel: sets ZF; value in scratch[0]."""
+    which, sel = args(e)
+    sel = sel & 0xFFFF
+    ok = e.var(1, 0)
+    val = e.var(32, 0)
+    ti = (sel & 4).ne(0)
+    limit = e.sel(ti, e.sget("seg_limit", S.LDTR), e.sget("gdtr_limit"))
+    with e.if_((sel & 0xFFFC).ne(0) & (sel | 7).ule(limit)):
+        lo, hi, _ = read_desc(e, sel)
+        typ = (hi >> 8) & 0x1F
+        dpl = (hi >> 13) & 3
+        cpl = e.sget("cpl")
+        rpl = sel & 3
+        is_seg = (typ & 0x10).ne(0)
+        conforming_code = (typ & 0x1C).eq(0x1C)
+        priv_ok = conforming_code | (dpl.uge(cpl) & dpl.uge(rpl))
+        sys_ok_lar = typ.eq(1) | typ.eq(2) | typ.eq(3) | typ.eq(4) | typ.eq(5) | typ.eq(9) | typ.eq(0xB) | typ.eq(0xC)
+        sys_ok_lsl = typ.eq(1) | typ.eq(2) | typ.eq(3) | typ.eq(9) | typ.eq(0xB)
+        with e.if_(which.eq(0)):
+            ok.set(priv_ok & (is_seg | sys_ok_lar))
+            val.set(hi & 0x00F0FF00)
+        with e.if_(which.eq(1)):
+            ok.set(priv_ok & (is_seg | sys_ok_lsl))
+            val.set(desc_limit(e, lo, hi))
+        with e.if_(which.eq(2)):
+            readable = (typ & 0x18).eq(0x10) | (typ & 0x1A).eq(0x1A)
+            ok.set(readable & (conforming_code | (dpl.uge(cpl) & dpl.uge(rpl))))
+        with e.if_(which.eq(3)):
+            ok.set((typ & 0x1A).eq(0x12) & dpl.uge(cpl) & dpl.uge(rpl))
+    f = e.flags()
+    e.set_flags_word(e.sel(ok.get(), f | S.ZF, f & ~S.ZF))
+    e.sset("scratch", val.get(), 0)
+    e.sset("scratch", ok.get().zx(32), 1)
+    e.b.ret(e.c(0).v)
