@@ -233,8 +233,10 @@ class PasstBackend:
         while not self._closing.wait(backoff):
             backoff = min(backoff * 2, BACKOFF_MAX)
             try:
-                sock = proc.start(self.start_timeout)
+                sock = proc.start(self.start_timeout, cancel=self._closing)
             except PasstError as exc:
+                if self._closing.is_set():
+                    return backoff
                 log.error("%s: restarting passt failed: %s; next try in %.2g s",
                           self.name, exc, backoff)
                 continue

@@ -92,8 +92,11 @@ class PasstProcess:
         """passt's last line of output, or a note that it printed nothing."""
         return self.output[-1] if self.output else "(no output)"
 
-    def start(self, timeout: float = 10.0) -> socket.socket:
-        """Start passt and return a socket connected to it."""
+    def start(self, timeout: float = 10.0, cancel: threading.Event | None = None) -> socket.socket:
+        """Start passt and return a socket connected to it.
+
+        ``cancel`` set while waiting for the socket stops passt and raises :class:`PasstError`.
+        """
         if self.proc is not None and self.proc.poll() is None:
             raise PasstError(f"passt (pid {self.proc.pid}) is already running")
         try:
@@ -130,6 +133,9 @@ class PasstProcess:
                 except OSError as exc:
                     sock.close()
                     last_error = exc
+            if cancel is not None and cancel.is_set():
+                self.stop()
+                raise PasstError("start of passt cancelled")
             if time.monotonic() >= deadline:
                 self.stop()
                 why = f" ({last_error.strerror})" if last_error is not None else ""
