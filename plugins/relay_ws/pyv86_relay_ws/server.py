@@ -561,8 +561,11 @@ class RelayServer:
 
     def request_stop(self) -> None:
         """Ask :meth:`serve_until_stopped` to return (thread-safe)."""
-        if self._stop_event is not None:
-            self.loop.call_soon_threadsafe(self._stop_event.set)
+        if self._stop_event is not None and not self.loop.is_closed():
+            try:
+                self.loop.call_soon_threadsafe(self._stop_event.set)
+            except RuntimeError:  # the loop closed meanwhile: already stopped
+                pass
 
     async def serve_until_stopped(self) -> None:
         assert self._stop_event is not None

@@ -49,6 +49,7 @@ class RawClient:
                 break
             buf += chunk
         head, _, self.buf = buf.partition(b"\r\n\r\n")
+        self.pos = 0
         self.status = int(head.split(b" ")[1]) if head else 0
         self.head = head.decode("latin-1")
         if expect is not None:
@@ -80,26 +81,33 @@ class RawClient:
 
     # receiving -----------------------------------------------------------------------
     def _parse_one(self) -> tuple[int, bytes] | None:
-        buf = self.buf
-        if len(buf) < 2:
+        buf, pos = self.buf, self.pos
+        avail = len(buf) - pos
+        if avail < 2:
             return None
-        n = buf[1] & 0x7F
+        n = buf[pos + 1] & 0x7F
         hdr = 2
         if n == 126:
-            if len(buf) < 4:
+            if avail < 4:
                 return None
-            n = struct.unpack("!H", buf[2:4])[0]
+            n = struct.unpack_from("!H", buf, pos + 2)[0]
             hdr = 4
         elif n == 127:
-            if len(buf) < 10:
+            if avail < 10:
                 return None
-            n = struct.unpack("!Q", buf[2:10])[0]
+            n = struct.unpack_from("!Q", buf, pos + 2)[0]
             hdr = 10
-        assert not buf[1] & 0x80, "server frames must not be masked"
-        if len(buf) < hdr + n:
+        assert not buf[pos + 1] & 0x80, "server frames must not be masked"
+        if avail < hdr + n:
             return None
-        msg = (buf[0] & 0x0F, buf[hdr:hdr + n])
-        self.buf = buf[hdr + n:]
+        msg = (buf[pos] & 0x0F, bytes(buf[pos + hdr:pos + hdr + n]))
+        pos += hdr + n
+        if pos == len(buf):
+            self.buf, self.pos = b"", 0
+        elif pos > 1 << 16:
+            self.buf, self.pos = buf[pos:], 0
+        else:
+            self.pos = pos
         return msg
 
     def recv_all(self, timeout: float = 0.3) -> list[tuple[int, bytes]]:
@@ -168,7 +176,7 @@ class RawClient:
 
 
 def http_get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock = socket.create_connection(("127.0.0.1", port), timeout=20)
     extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
     sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}\r\n".encode())
     data = b""
