@@ -7,7 +7,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import helpers  # noqa: E402
+import state_helpers as helpers  # noqa: E402
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """v86's MAC options applied on restore, with a NIC that has a guest MAC and a wire MAC."""
 from __future__ import annotations
 
-import helpers
+import state_helpers as helpers
 from pyv86.net.mactranslate import MacTranslator
 from pyv86.state import restore_machine, save_machine
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import helpers
+import state_helpers as helpers
 from pyv86.errors import StateError
 from pyv86.state import read_image, restore_machine, save_machine
 

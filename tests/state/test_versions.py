@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import helpers
+import state_helpers as helpers
 from pyv86.errors import StateError
 from pyv86.state import restore_machine, save_machine
 from pyv86.state.container import HEADER_SIZE, dumps_manifest

@@ -204,6 +204,7 @@ def plan_restore(machine: Machine, image: Image) -> _Plan:
                                 record["fields"])
         decoder = Decoder(where, _blob_getter(image, where))
         cpu_fields = {k: decoder.value(v, k) for k, v in fields.items()}
+        _check_cpu_fields(where, machine.cpu.save(), cpu_fields)
     elif cpu_records:
         raise StateError(f"{shown}: record cpu/{cpu_records[0]['id']}: the image has a CPU, this machine "
                          f"has none ([machine] cpu = false)")
@@ -254,6 +255,27 @@ def plan_restore(machine: Machine, image: Image) -> _Plan:
         decoder = Decoder(where, _blob_getter(image, where))
         extra = {k: decoder.value(v, k) for k, v in fields.items()}
     return _Plan(ram, now, cpu_fields, pci_plan, device_plan, extra)
+
+
+def _check_cpu_fields(where: str, template: dict[str, Any], fields: dict[str, Any]) -> None:
+    """The CPU's save() dict: same keys, same kinds, same lengths, integers in 64 bits."""
+    from pyv86.state.fields import _incompatible
+
+    for key, value in fields.items():
+        if key not in template:
+            raise StateError(f"{where}: field {key!r} is unknown to this CPU")
+        default = template[key]
+        problem = _incompatible(default, value)
+        if problem is None and isinstance(default, (bytes, bytearray)) and len(value) != len(default):
+            problem = f"expected {len(default)} bytes, got {len(value)}"
+        values = value if isinstance(value, list) else [value]
+        if problem is None and any(isinstance(v, int) and not -(1 << 63) <= v < (1 << 64) for v in values):
+            problem = "integer out of range"
+        if problem is None and isinstance(value, list) and not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value):
+            problem = "expected a list of integers"
+        if problem:
+            raise StateError(f"{where}: field {key}: {problem}")
 
 
 def restore_machine(machine: Machine, path: str | Path, *, preserve_mac: bool | None = None,

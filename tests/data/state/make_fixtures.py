@@ -14,7 +14,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent / "state"))
 
-import helpers  # noqa: E402
+import state_helpers as helpers  # noqa: E402
 from pyv86.config import parse_machine_config  # noqa: E402
 from pyv86.machine import Machine  # noqa: E402
 from pyv86.plugins.manager import create_plugin_manager  # noqa: E402
