@@ -138,7 +138,7 @@ class QemuGuest:
         begin, end = f"PYV86-B{n + 1}", f"PYV86-E{n + 1}"
         start = len(self.output)
         self.send(f"echo PYV86-B$(({n}+1)); {command}; echo PYV86-E$(({n}+1))-$?\n")
-        m_end = self.wait_for(re.compile(rf"^{end}-(\d+)\r?$", re.M), timeout_s, start)
+        m_end = self.wait_for(re.compile(rf"{end}-(\d+)\r?$", re.M), timeout_s, start)
         m_begin = self.wait_for(re.compile(rf"^{begin}\r?\n", re.M), 0, start)
         text = self.output[m_begin.end():m_end.start()].replace("\r", "")
         return text.strip("\n"), int(m_end.group(1))
