@@ -253,3 +253,54 @@ class Namespaces:
                     proc.wait(5)
         for name in self.names:
             sh("ip", "netns", "del", name, check=False)
+
+
+# -- DHCP at frame level ---------------------------------------------------------------------
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def dhcp_frame(client_mac: bytes, xid: int, msg_type: int, extra: dict[int, bytes] | None = None) -> bytes:
+    """A DHCP client message (DISCOVER=1, REQUEST=3) broadcast from ``client_mac``."""
+    options = bytes((53, 1, msg_type))
+    for code, value in (extra or {}).items():
+        options += bytes((code, len(value))) + value
+    options += bytes((55, 3, 1, 3, 6, 255))
+    bootp = (struct.pack("!BBBBIHH", 1, 1, 6, 0, xid, 0, 0x8000) + bytes(16) + client_mac + bytes(10)
+             + bytes(64 + 128) + b"\x63\x82\x53\x63" + options)
+    udp = struct.pack("!HHHH", 68, 67, 8 + len(bootp), 0) + bootp
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0x10, 20 + len(udp), 0, 0, 64, 17, 0, bytes(4), b"\xff" * 4)
+    ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
+    return BCAST + client_mac + b"\x08\x00" + ip + udp
+
+
+def parse_dhcp_reply(frame: bytes, xid: int) -> dict[str, object] | None:
+    """``{"type": n, "yiaddr": "a.b.c.d", "server": "a.b.c.d"}`` for a server reply to ``xid``."""
+    if len(frame) < 14 + 20 + 8 + 240 or frame[12:14] != b"\x08\x00" or frame[23] != 17:
+        return None
+    ihl = (frame[14] & 0x0F) * 4
+    udp = frame[14 + ihl:]
+    if struct.unpack("!H", udp[2:4])[0] != 68:
+        return None
+    bootp = udp[8:]
+    if bootp[0] != 2 or struct.unpack("!I", bootp[4:8])[0] != xid or bootp[236:240] != b"\x63\x82\x53\x63":
+        return None
+    out: dict[str, object] = {"yiaddr": ".".join(map(str, bootp[16:20]))}
+    i = 240
+    while i < len(bootp) and bootp[i] != 255:
+        if bootp[i] == 0:
+            i += 1
+            continue
+        code, n = bootp[i], bootp[i + 1]
+        value = bootp[i + 2:i + 2 + n]
+        if code == 53:
+            out["type"] = value[0]
+        elif code == 54:
+            out["server"] = ".".join(map(str, value))
+        i += 2 + n
+    return out
