@@ -154,13 +154,10 @@ class Machine:
         self.ports.write(port, size, value)
 
     def port_read_string(self, port: int, size: int, count: int) -> bytes:
-        read = self.ports.read
-        return b"".join(read(port, size).to_bytes(size, "little") for _ in range(count))
+        return self.ports.read_string(port, size, count)
 
     def port_write_string(self, port: int, size: int, data: bytes) -> None:
-        write = self.ports.write
-        for i in range(0, len(data) - len(data) % size, size):
-            write(port, size, int.from_bytes(data[i : i + size], "little"))
+        self.ports.write_string(port, size, data)
 
     def mmio_read(self, addr: int, size: int) -> int:
         return self.mmio.read(addr, size)

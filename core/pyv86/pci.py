@@ -55,6 +55,8 @@ class Bar:
     name: str
     region: Region | None = None
     mapped_at: int | None = None
+    read_string: Callable[[int, int, int], bytes] | None = None
+    write_string: Callable[[int, int, bytes], None] | None = None
 
 
 class PciFunction:
@@ -118,8 +120,13 @@ class PciFunction:
 
     # BARs -----------------------------------------------------------------------
     def add_io_bar(self, index: int, size: int, read: ReadHandler | None, write: WriteHandler | None,
-                   *, sizes: tuple[int, ...] = (1, 2, 4), name: str | None = None) -> Bar:
-        return self._add_bar(index, size, True, read, write, sizes, name)
+                   *, sizes: tuple[int, ...] = (1, 2, 4), name: str | None = None,
+                   read_string: Callable[[int, int, int], bytes] | None = None,
+                   write_string: Callable[[int, int, bytes], None] | None = None) -> Bar:
+        """An I/O BAR; ``read_string``/``write_string`` optionally serve ``rep ins``/``outs`` at once."""
+        bar = self._add_bar(index, size, True, read, write, sizes, name)
+        bar.read_string, bar.write_string = read_string, write_string
+        return bar
 
     def add_mem_bar(self, index: int, size: int, read: ReadHandler | None, write: WriteHandler | None,
                     *, sizes: tuple[int, ...] = (1, 2, 4), name: str | None = None) -> Bar:
@@ -196,8 +203,10 @@ class PciFunction:
             if target is not None:
                 bus = self.bus.ports if bar.io else self.bus.mmio
                 try:
+                    strings = ({"read_string": bar.read_string, "write_string": bar.write_string}
+                               if bar.io else {})
                     bar.region = bus.map(target, bar.size, bar.read, bar.write, self,
-                                         name=bar.name, sizes=bar.sizes)
+                                         name=bar.name, sizes=bar.sizes, **strings)
                     bar.mapped_at = target
                 except ValueError as exc:
                     log.warning("%s: BAR%d at %#x not decoded: %s", self.name, bar.index, target, exc)

@@ -9,6 +9,10 @@ ReadHandler = Callable[[int, int], int]
 """``read(offset, size) -> value``: offset is relative to the region base; size is 1, 2 or 4."""
 WriteHandler = Callable[[int, int, int], None]
 """``write(offset, size, value)``: offset is relative to the region base; size is 1, 2 or 4."""
+ReadStringHandler = Callable[[int, int, int], bytes]
+"""``read_string(offset, size, count) -> bytes``: ``rep ins`` of ``count`` units in one call (optional)."""
+WriteStringHandler = Callable[[int, int, bytes], None]
+"""``write_string(offset, size, data)``: ``rep outs`` of ``len(data) // size`` units in one call (optional)."""
 
 MASKS = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFFFFFF, 8: 0xFFFFFFFFFFFFFFFF}
 
@@ -22,6 +26,8 @@ class Region:
     owner: object
     name: str
     sizes: frozenset[int]
+    read_string: ReadStringHandler | None = None
+    write_string: WriteStringHandler | None = None
 
     @property
     def end(self) -> int:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 
-from pyv86.bus._region import MASKS, ReadHandler, Region, WriteHandler, owner_name
+from pyv86.bus._region import (MASKS, ReadHandler, ReadStringHandler, Region, WriteHandler,
+                               WriteStringHandler, owner_name)
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,15 @@ class PortBus:
         *,
         name: str | None = None,
         sizes: tuple[int, ...] | frozenset[int] = (1, 2, 4),
+        read_string: ReadStringHandler | None = None,
+        write_string: WriteStringHandler | None = None,
     ) -> Region:
-        """Claim ports ``base .. base+length-1`` for ``owner``; returns the region handle."""
+        """Claim ports ``base .. base+length-1`` for ``owner``; returns the region handle.
+
+        ``read_string``/``write_string`` optionally serve a whole ``rep ins``/``rep outs``
+        in one call (a NIC's data port); without them a string access is a loop of
+        ordinary accesses.
+        """
         if length <= 0 or base < 0 or base + length > PORT_COUNT:
             raise ValueError(f"port range {base:#x}+{length:#x} is outside 0..0xffff")
         for port in range(base, base + length):
@@ -51,7 +59,8 @@ class PortBus:
                 raise PortConflictError(
                     f"port {port:#x}: {name or owner_name(owner)} overlaps {other.describe()}"
                 )
-        region = Region(base, length, read, write, owner, name or owner_name(owner), frozenset(sizes))
+        region = Region(base, length, read, write, owner, name or owner_name(owner), frozenset(sizes),
+                        read_string, write_string)
         for port in range(base, base + length):
             self._table[port] = region
         self._regions.append(region)
@@ -103,6 +112,29 @@ class PortBus:
             return
         for i in range(size):
             self._write_byte((port + i) & 0xFFFF, (value >> (8 * i)) & 0xFF)
+
+    def read_string(self, port: int, size: int, count: int) -> bytes:
+        """A guest ``rep ins``: ``count`` reads of ``size`` bytes at ``port``, as bytes."""
+        port &= 0xFFFF
+        region = self._table[port]
+        if (region is not None and region.read_string is not None and self.trace is None
+                and size in region.sizes and port + size <= region.end):
+            return region.read_string(port - region.base, size, count)
+        read = self.read
+        return b"".join(read(port, size).to_bytes(size, "little") for _ in range(count))
+
+    def write_string(self, port: int, size: int, data: bytes) -> None:
+        """A guest ``rep outs``: ``len(data) // size`` writes of ``size`` bytes at ``port``."""
+        port &= 0xFFFF
+        region = self._table[port]
+        usable = len(data) - len(data) % size
+        if (region is not None and region.write_string is not None and self.trace is None
+                and size in region.sizes and port + size <= region.end):
+            region.write_string(port - region.base, size, bytes(data[:usable]))
+            return
+        write = self.write
+        for i in range(0, usable, size):
+            write(port, size, int.from_bytes(data[i : i + size], "little"))
 
     def _read_byte(self, port: int) -> int:
         region = self._table[port]

@@ -292,6 +292,30 @@ class Dp8390:
         for i in range(size):
             self._write_byte(offset + i, (value >> (8 * i)) & 0xFF)
 
+    def io_read_string(self, offset: int, size: int, count: int) -> bytes:
+        """A guest ``rep ins``: the data port moves the whole block at once."""
+        if offset != DATA_PORT or count <= 0:
+            return b"".join(self.io_read(offset, size).to_bytes(size, "little") for _ in range(count))
+        s = self.state
+        if s.dcr & DCR_WTS:
+            s.rsar &= 0xFFFE
+            if size == 1:  # each inb moves a word and returns its low byte
+                return self._dma_read(2 * count)[::2]
+        return self._dma_read(size * count)
+
+    def io_write_string(self, offset: int, size: int, data: bytes) -> None:
+        """A guest ``rep outs``: the data port takes the whole block at once."""
+        units = len(data) // size
+        s = self.state
+        if offset != DATA_PORT or (size == 1 and s.dcr & DCR_WTS) or units * size >= s.rbcr + size:
+            # unusual shapes (and blocks running past RBCR) go unit by unit
+            for i in range(units):
+                self.io_write(offset, size, int.from_bytes(data[i * size : (i + 1) * size], "little"))
+            return
+        if s.dcr & DCR_WTS:
+            s.rsar &= 0xFFFE
+        self._dma_write(bytes(data[: units * size]), units * size)
+
     def _read_byte(self, offset: int) -> int:
         if offset < 0x10:
             return self._reg_read(offset)
@@ -388,7 +412,13 @@ class Dp8390:
                 s.tbcr = (s.tbcr & 0x00FF) | value << 8
             elif reg == 0x07:
                 s.isr &= ~(value & 0x7F)
+                if value & ISR.PRX and self._ring_has_frames():
+                    # lib8390 acks PRX after reading at most 9 frames and would leave the
+                    # rest until the next arrival: while unread frames remain, PRX stays
+                    s.isr |= ISR.PRX
                 self._update_irq()
+                if value & (ISR.PRX | ISR.OVW) and self.rx_space is not None and not s.cr & CR.STP:
+                    self.rx_space()  # frames that waited for room come in now
             elif reg == 0x08:
                 s.rsar = (s.rsar & 0xFF00) | value
             elif reg == 0x09:
@@ -487,6 +517,7 @@ class Dp8390:
 
     # remote DMA --------------------------------------------------------------------
     def _mem_byte(self, addr: int) -> int:
+        """One byte of the card's memory as the remote DMA sees it."""
         addr &= 0xFFFF
         if RAM_START <= addr < RAM_END:
             return self.state.ram[addr - RAM_START]
@@ -501,6 +532,20 @@ class Dp8390:
             return PROM_SIGNATURE
         return 0
 
+    def _ring_has_frames(self) -> bool:
+        """True if the ring certainly holds unread frames under either driver convention.
+
+        Drivers keep BNRY at the next frame to read (empty: CURR == BNRY) or, like Linux,
+        at the page before it (empty: CURR == BNRY + 1, wrapping at PSTOP).
+        """
+        s = self.state
+        if self._wrap_point() is None or not s.pstart <= s.curr < s.pstop:
+            return False
+        ring = s.pstop - s.pstart
+        if not s.pstart - 1 <= s.bnry < s.pstop:
+            return False
+        return (s.curr - s.bnry) % ring not in (0, 1)
+
     def _wrap_point(self) -> tuple[int, int] | None:
         """(PSTOP<<8, PSTART<<8) when the ring registers describe a usable ring."""
         s = self.state
@@ -508,31 +553,52 @@ class Dp8390:
             return s.pstop << 8, s.pstart << 8
         return None
 
+    def _chunk(self, addr: int, wrap: tuple[int, int] | None, remaining: int) -> int:
+        """How many bytes from ``addr`` lie in one region before a wrap or region edge."""
+        if RAM_START <= addr < RAM_END:
+            limit = wrap[0] if wrap is not None and addr < wrap[0] else RAM_END
+        elif addr < PROM_BYTES:
+            limit = addr + 1
+        elif addr < RAM_START:
+            limit = RAM_START
+        else:
+            limit = 0x10000
+        return min(remaining, limit - addr)
+
     def _dma_read(self, count: int) -> bytes:
+        """Read ``count`` bytes at the remote DMA address, wrapping at PSTOP like the chip."""
         s = self.state
         addr = s.rsar
         wrap = self._wrap_point()
         ram = s.ram
-        # fast path: all in RAM, no wrap inside
         end = addr + count
         if RAM_START <= addr and end <= RAM_END and (wrap is None or end <= wrap[0] or addr >= wrap[0]):
-            data = bytes(ram[addr - RAM_START : end - RAM_START])
-            s.rsar = end & 0xFFFF
+            data = bytes(ram[addr - RAM_START : end - RAM_START])  # the common case: one slice
+            addr = end & 0xFFFF
         else:
-            out = bytearray(count)
-            for i in range(count):
-                out[i] = self._mem_byte(addr)
-                addr = (addr + 1) & 0xFFFF
+            out = bytearray()
+            remaining = count
+            while remaining:
+                n = self._chunk(addr, wrap, remaining)
+                if RAM_START <= addr < RAM_END:
+                    out += ram[addr - RAM_START : addr - RAM_START + n]
+                elif addr < PROM_BYTES:
+                    out.append(self._prom_byte(addr >> 1))
+                else:
+                    out += bytes(n)
+                remaining -= n
+                addr = (addr + n) & 0xFFFF
                 if wrap is not None and addr == wrap[0]:
                     addr = wrap[1]
-            s.rsar = addr
             data = bytes(out)
-        if wrap is not None and s.rsar == wrap[0]:
-            s.rsar = wrap[1]
+        if wrap is not None and addr == wrap[0]:
+            addr = wrap[1]
+        s.rsar = addr
         self._dma_count(count)
         return data
 
     def _dma_write(self, data: bytes, count: int) -> None:
+        """Write ``count`` bytes (``data``, padded by untouched bytes) at the remote DMA address."""
         s = self.state
         if s.rbcr == 0:
             self.stats.dma_writes_ignored += 1
@@ -540,21 +606,17 @@ class Dp8390:
         addr = s.rsar
         wrap = self._wrap_point()
         ram = s.ram
-        end = addr + count
-        if (RAM_START <= addr and end <= RAM_END and len(data) == count
-                and (wrap is None or end <= wrap[0] or addr >= wrap[0])):
-            ram[addr - RAM_START : end - RAM_START] = data
-            s.rsar = end & 0xFFFF
-        else:
-            for i in range(count):
-                if i < len(data) and RAM_START <= addr < RAM_END:
-                    ram[addr - RAM_START] = data[i]
-                addr = (addr + 1) & 0xFFFF
-                if wrap is not None and addr == wrap[0]:
-                    addr = wrap[1]
-            s.rsar = addr
-        if wrap is not None and s.rsar == wrap[0]:
-            s.rsar = wrap[1]
+        pos = 0
+        while pos < count:
+            n = self._chunk(addr, wrap, count - pos)
+            if RAM_START <= addr < RAM_END and pos < len(data):
+                piece = data[pos : pos + n]
+                ram[addr - RAM_START : addr - RAM_START + len(piece)] = piece
+            pos += n
+            addr = (addr + n) & 0xFFFF
+            if wrap is not None and addr == wrap[0]:
+                addr = wrap[1]
+        s.rsar = addr
         self._dma_count(count)
 
     def _dma_count(self, count: int) -> None:
@@ -631,6 +693,12 @@ class Dp8390:
         else:
             free = ring_pages  # BNRY outside the ring (e.g. ReactOS leaves 0): ring empty
         if needed >= free:
+            # The ring holds unread frames: keep PRX asserted so the driver comes back for
+            # them (lib8390 acks PRX after at most 9 frames); the frame waits in the host
+            # queue instead of costing an overrun (ISR.OVW makes Linux stop the NIC 10 ms).
+            if not s.isr & ISR.PRX:
+                s.isr |= ISR.PRX
+                self._update_irq()
             return RxResult.NO_ROOM
         nxt = curr + needed
         if nxt >= pstop:

@@ -120,7 +120,8 @@ class Ne2kPci(Device):
                          subsystem_vendor_id=VENDOR_REALTEK, subsystem_id=DEVICE_RTL8029,
                          interrupt_pin=1)
         fn.add_io_bar(0, self.config.io_size, self.chip.io_read, self.chip.io_write,
-                      name=f"{self.id}.io")
+                      name=f"{self.id}.io", read_string=self.chip.io_read_string,
+                      write_string=self.chip.io_write_string)
         try:
             machine.pci.attach(fn, self.config.slot)
         except ValueError as exc:
