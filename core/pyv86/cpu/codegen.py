@@ -322,9 +322,12 @@ class Generator:
         self.handler_count = 0
         for opcode in ops:
             d = isa.OPS[opcode]
-            for o in (False, True):
+            unsized = opcode in isa.UNSIZED
+            for o in ((True,) if unsized else (False, True)):
                 bb = e.block(f"op_{opcode:03x}_{32 if o else 16}")
                 dsw.add_case(ir.Constant(I32, (opcode << 1) | int(o)), bb)
+                if unsized:
+                    dsw.add_case(ir.Constant(I32, opcode << 1), bb)
                 e.b.position_at_end(bb)
                 ins = Insn(self, opcode, o)
                 d.fn(ins)

@@ -160,19 +160,14 @@ for _n in range(8):
 def grp1(I, size, immbits):
     e = I.e
     b = imm_sx(I, immbits, size)
-    cases = {}
-    for n in range(8):
-        def mk(n=n):
-            def f():
-                a = rm_read(I, size)
-                if n != 7:
-                    rm_probe(I, size)
-                r = alu(e, n, size, a, b)
-                if n != 7:
-                    rm_write(I, size, r)
-            return f
-        cases[n] = mk()
+    a = rm_read(I, size)
+    with e.if_(I.reg.ne(7)):
+        rm_probe(I, size)
+    res = e.var(size)
+    cases = {n: (lambda n=n: res.set(alu(e, n, size, a, b))) for n in range(8)}
     e.switch(I.reg, cases)
+    with e.if_(I.reg.ne(7)):
+        rm_write(I, size, res.get())
 
 
 defop(0x80, "grp1 Eb,Ib", lambda I: grp1(I, 8, 8), True, IMM_B)
@@ -800,17 +795,12 @@ def grp2(I, size, count_kind):
         cnt = e.reg(1, 8).zx(32) & 0x1F
     else:
         cnt = I.imm & 0x1F
-    cases = {}
-    for n in range(8):
-        def mk(n=n):
-            def f():
-                a = rm_read(I, size)
-                rm_probe(I, size)
-                r = shift(e, n, size, a, cnt)
-                rm_write(I, size, r)
-            return f
-        cases[n] = mk()
+    a = rm_read(I, size)
+    rm_probe(I, size)
+    res = e.var(size)
+    cases = {n: (lambda n=n: res.set(shift(e, n, size, a, cnt))) for n in range(8)}
     e.switch(I.reg, cases)
+    rm_write(I, size, res.get())
 
 
 defop(0xC0, "grp2 Eb,Ib", lambda I: grp2(I, 8, "ib"), True, IMM_B)
@@ -1598,6 +1588,16 @@ def _mov_crdr(I):
         e.set_reg(I.rm, v)
     else:
         e.sset("dr", e.reg(I.rm), n)
+
+
+# handlers whose code does not depend on the operand size: emitted once for o16 and o32
+UNSIZED = ({_n * 8 + _k for _n in range(8) for _k in (0, 2, 4)}
+           | {0x80, 0x82, 0x84, 0x86, 0x88, 0x8A, 0xA8, 0xC0, 0xC6, 0xD0, 0xD2, 0xF6, 0xFE,
+              0x1B0, 0x1C0, 0xA4, 0xA6, 0xAA, 0xAC, 0xAE, 0x6C, 0x6E, 0xE4, 0xE6, 0xEC, 0xEE,
+              0xF5, 0xF8, 0xF9, 0xFA, 0xFB, 0xFC, 0xFD, 0x9E, 0x9F, 0xD4, 0xD5, 0xD7, 0x27, 0x2F,
+              0x37, 0x3F, 0xF4, 0xCC, 0xCD, 0xCE, 0xF1, 0x90, 0x9B, 0x1A2, 0x131, 0x130, 0x132,
+              0x134, 0x135, 0x106, 0x108, 0x109, 0x10B, 0x8E, 0x1C7, 0x122, 0x123}
+           | set(range(0xB0, 0xB8)) | set(range(0x190, 0x1A0)))
 
 
 def all_opcodes():
