@@ -7,14 +7,13 @@ when it is down and we may; ``bridge=BR`` enslaves it to an existing Linux bridg
 
 Threads: a reader thread polls the non-blocking descriptor (and a wake-up pipe for
 :meth:`TapBackend.close`), reads every queued frame, drops and counts runts and frames
-longer than 1514 bytes, and hands the rest to the machine thread in batches through
-``machine.call_soon_threadsafe``. :meth:`TapBackend.send` writes straight to the
+longer than 1514 bytes, and hands the rest to the machine thread through the core's
+bounded :class:`~pyv86.net.handoff.Handoff` (one ``call_soon_threadsafe`` per batch). :meth:`TapBackend.send` writes straight to the
 descriptor from the machine thread; when the kernel queue is full the frame is dropped
 and counted (the guest sees loss, as on a wire). Counters: :attr:`TapBackend.stats`.
 """
 from __future__ import annotations
 
-import collections
 import errno
 import logging
 import os
@@ -22,6 +21,8 @@ import select
 import threading
 import urllib.parse
 from typing import TYPE_CHECKING, Any, Callable
+
+from pyv86.net.handoff import Handoff
 
 from pyv86_relay_tap.ifctl import TapError, add_to_bridge, check_ifname, link_is_up, open_tap, set_link_up
 
@@ -55,8 +56,8 @@ def parse_tap_url(url: str) -> tuple[str, dict[str, str]]:
 
 
 class _Counters:
-    __slots__ = ("rx_frames", "rx_bytes", "rx_runt", "rx_oversize", "rx_dropped_backlog",
-                 "rx_dropped_no_receiver", "tx_frames", "tx_bytes", "tx_dropped", "tx_errors")
+    __slots__ = ("rx_frames", "rx_bytes", "rx_runt", "rx_oversize", "tx_frames", "tx_bytes",
+                 "tx_dropped", "tx_errors")
 
     def __init__(self) -> None:
         for name in self.__slots__:
@@ -71,12 +72,8 @@ class TapBackend:
     def __init__(self, url: str, machine: Any, *, rx_backlog: int = 512) -> None:
         name, options = parse_tap_url(url)
         self.url = url
-        self._machine = machine
-        self._receiver: FrameCallback | None = None
+        self._handoff = Handoff(machine, limit=rx_backlog)
         self._c = _Counters()
-        self._rx: collections.deque[bytes] = collections.deque()
-        self._rx_max = rx_backlog
-        self._rx_scheduled = False
         self._closed = False
         self._tx_error_logged = False
         self.fd, self.ifname = open_tap(name)
@@ -120,7 +117,7 @@ class TapBackend:
         self._c.tx_bytes += len(frame)
 
     def set_receiver(self, callback: FrameCallback | None) -> None:
-        self._receiver = callback
+        self._handoff.set_receiver(callback)
 
     def close(self) -> None:
         if self._closed:
@@ -141,6 +138,8 @@ class TapBackend:
     @property
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {name: getattr(self._c, name) for name in _Counters.__slots__}
+        out["rx_dropped_backlog"] = self._handoff.dropped
+        out["rx_dropped_no_receiver"] = self._handoff.undelivered
         out["ifname"] = self.ifname
         return out
 
@@ -149,7 +148,7 @@ class TapBackend:
         poller = select.poll()
         poller.register(self.fd, select.POLLIN)
         poller.register(self._wake_r, select.POLLIN)
-        c, rx, fd = self._c, self._rx, self.fd
+        c, fd, deliver = self._c, self.fd, self._handoff.deliver
         while not self._closed:
             try:
                 events = poller.poll()
@@ -176,30 +175,9 @@ class TapBackend:
                 if n > ETH_FRAME_MAX:
                     c.rx_oversize += 1
                     continue
-                if len(rx) >= self._rx_max:
-                    c.rx_dropped_backlog += 1
-                    continue
                 c.rx_frames += 1
                 c.rx_bytes += n
-                rx.append(frame)
-                if not self._rx_scheduled:
-                    self._rx_scheduled = True
-                    self._machine.call_soon_threadsafe(self._deliver)
-
-    # machine thread ----------------------------------------------------------------------
-    def _deliver(self) -> None:
-        self._rx_scheduled = False
-        rx = self._rx
-        while rx:
-            frame = rx.popleft()
-            receiver = self._receiver
-            if receiver is None:
-                self._c.rx_dropped_no_receiver += 1
-                continue
-            try:
-                receiver(frame)
-            except Exception:  # noqa: BLE001 - a NIC bug must not stop the reader
-                log.exception("tap:%s: receiver failed on a %d-byte frame", self.ifname, len(frame))
+                deliver(frame)
 
 
 def make_backend(url: str, machine: Machine) -> TapBackend:

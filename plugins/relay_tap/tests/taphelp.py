@@ -93,6 +93,8 @@ class Collector:
 
 
 class DirectMachine:
+    thread = None
+
     def call_soon_threadsafe(self, fn: Callable[[], None]) -> None:
         fn()
 

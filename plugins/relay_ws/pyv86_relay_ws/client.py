@@ -8,7 +8,8 @@ calls :meth:`WsBackend.send`, which only appends a copy of the frame to a bounde
 (the newest frames are kept, the oldest dropped and counted) and wakes the loop; it never
 waits for the network. Received frames are checked (text messages ignored, runts and
 oversize messages dropped, go-websockproxy's 1518-byte padding trimmed) and handed to the
-machine thread in batches through ``machine.call_soon_threadsafe``.
+machine thread through the core's bounded :class:`~pyv86.net.handoff.Handoff` (one
+``machine.call_soon_threadsafe`` per batch).
 
 The connection is opened in the background as soon as the backend exists and reopened
 after every failure or close, with capped exponential backoff; each attempt is logged once
@@ -25,6 +26,8 @@ import threading
 import time
 import urllib.parse
 from typing import TYPE_CHECKING, Any, Callable
+
+from pyv86.net.handoff import Handoff
 
 from pyv86_relay_ws.frames import ETH_FRAME_MAX, RUNT, TRIMMED, check_frame, redact_url
 
@@ -43,7 +46,7 @@ oversize messages are dropped one by one."""
 class _Counters:
     __slots__ = ("connects", "disconnects", "connect_failures", "tx_frames", "tx_bytes",
                  "tx_dropped", "rx_frames", "rx_bytes", "rx_text_ignored", "rx_runt",
-                 "rx_oversize", "rx_trimmed", "rx_dropped_backlog", "rx_dropped_no_receiver")
+                 "rx_oversize", "rx_trimmed")
 
     def __init__(self) -> None:
         for name in self.__slots__:
@@ -91,8 +94,7 @@ class WsBackend:
             raise ValueError("queue_frames and rx_backlog must be at least 1")
         self.url = url
         self.name = name or redact_url(url)
-        self._machine = machine
-        self._receiver: FrameCallback | None = None
+        self._handoff = Handoff(machine, limit=rx_backlog)
         self._ssl = ssl_context if parts.scheme == "wss" else None
         if origin is None:
             http = "https" if parts.scheme == "wss" else "http"
@@ -108,10 +110,6 @@ class WsBackend:
         self._tx: collections.deque[bytes] = collections.deque()
         self._tx_max = queue_frames
         self._tx_signalled = False
-        # loop -> machine thread: received frames
-        self._rx: collections.deque[bytes] = collections.deque()
-        self._rx_max = rx_backlog
-        self._rx_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tx_event: asyncio.Event | None = None
         self._main_task: asyncio.Task[None] | None = None
@@ -144,7 +142,7 @@ class WsBackend:
                     pass
 
     def set_receiver(self, callback: FrameCallback | None) -> None:
-        self._receiver = callback
+        self._handoff.set_receiver(callback)
 
     def close(self) -> None:
         """Disconnect and stop the loop thread (idempotent)."""
@@ -169,6 +167,8 @@ class WsBackend:
     def stats(self) -> dict[str, Any]:
         """Counters since the backend was created (plus ``connected`` and ``tx_queued``)."""
         out: dict[str, Any] = {name: getattr(self._c, name) for name in _Counters.__slots__}
+        out["rx_dropped_backlog"] = self._handoff.dropped
+        out["rx_dropped_no_receiver"] = self._handoff.undelivered
         out["connected"] = self._connected
         out["tx_queued"] = len(self._tx)
         return out
@@ -181,21 +181,6 @@ class WsBackend:
                 return False
             time.sleep(0.01)
         return True
-
-    # machine thread: delivery ----------------------------------------------------
-    def _deliver(self) -> None:
-        self._rx_scheduled = False
-        rx = self._rx
-        while rx:
-            frame = rx.popleft()
-            receiver = self._receiver
-            if receiver is None:
-                self._c.rx_dropped_no_receiver += 1
-                continue
-            try:
-                receiver(frame)
-            except Exception:  # noqa: BLE001 - a NIC bug must not kill the backend
-                log.exception("%s: receiver failed on a %d-byte frame", self.name, len(frame))
 
     # loop thread -------------------------------------------------------------------
     def _thread_main(self) -> None:
@@ -290,8 +275,7 @@ class WsBackend:
         from websockets.exceptions import ConnectionClosed
 
         c = self._c
-        rx = self._rx
-        machine = self._machine
+        deliver = self._handoff.deliver
         try:
             async for msg in ws:
                 if isinstance(msg, str):
@@ -306,15 +290,9 @@ class WsBackend:
                     continue
                 if verdict == TRIMMED:
                     c.rx_trimmed += 1
-                if len(rx) >= self._rx_max:
-                    c.rx_dropped_backlog += 1
-                    continue
                 c.rx_frames += 1
                 c.rx_bytes += len(frame)
-                rx.append(frame)
-                if not self._rx_scheduled:
-                    self._rx_scheduled = True
-                    machine.call_soon_threadsafe(self._deliver)
+                deliver(frame)
         except ConnectionClosed:
             pass
 

@@ -17,6 +17,8 @@ from pyv86_relay_ws.server import RelayServer  # noqa: E402
 class DirectMachine:
     """Stands in for a Machine: runs handed-over functions at once, on the caller's thread."""
 
+    thread = None
+
     def call_soon_threadsafe(self, fn: Callable[[], None]) -> None:
         fn()
 
