@@ -306,15 +306,26 @@ class Dp8390:
     def io_write_string(self, offset: int, size: int, data: bytes) -> None:
         """A guest ``rep outs``: the data port takes the whole block at once."""
         units = len(data) // size
-        s = self.state
-        if offset != DATA_PORT or (size == 1 and s.dcr & DCR_WTS) or units * size >= s.rbcr + size:
-            # unusual shapes (and blocks running past RBCR) go unit by unit
+        if offset != DATA_PORT:
             for i in range(units):
                 self.io_write(offset, size, int.from_bytes(data[i * size : (i + 1) * size], "little"))
             return
-        if s.dcr & DCR_WTS:
+        s = self.state
+        word = s.dcr & DCR_WTS
+        step = 2 if word and size == 1 else size
+        # a unit is written only while RBCR > 0 before it: the first ceil(RBCR/step) units
+        allowed = min(units, -(-s.rbcr // step))
+        if allowed < units:
+            self.stats.dma_writes_ignored += units - allowed
+        if not allowed:
+            return
+        if word:
             s.rsar &= 0xFFFE
-        self._dma_write(bytes(data[: units * size]), units * size)
+        if step != size:  # byte writes in word mode: each fills a low lane and moves a word
+            for i in range(allowed):
+                self._dma_write(data[i : i + 1], 2)
+            return
+        self._dma_write(bytes(data[: allowed * size]), allowed * size)
 
     def _read_byte(self, offset: int) -> int:
         if offset < 0x10:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from pyv86.net.frame import BROADCAST
+from pyv86.net.frame import BROADCAST, multicast_hash_index
 from pyv86_ne2k.driver import LinuxNe2kModel
 
 from conftest import NIC_TEXT, build_machine, make_plugins, unique_hub
@@ -106,7 +106,11 @@ def test_ipv6_neighbour_solicitation_reaches_the_solicited_node_group(pair):
     snm = bytes.fromhex("3333ff") + b.eth0.mac[3:]
     b.eth0.set_multicast_list([bytes.fromhex("333300000001"), snm, bytes.fromhex("01005e000001")])
     ns = snm + a.eth0.mac + b"\x86\xdd" + bytes(72)
-    other_group = bytes.fromhex("3333ff123456") + a.eth0.mac + b"\x86\xdd" + bytes(72)
+    joined = [bytes.fromhex("333300000001"), snm, bytes.fromhex("01005e000001")]
+    # a group of another host whose hash bucket differs from all joined ones (the filter is a hash)
+    foreign = next(g for g in (bytes.fromhex("3333ff%06x" % n) for n in range(1, 1000))
+                   if multicast_hash_index(g) not in {multicast_hash_index(j) for j in joined})
+    other_group = foreign + a.eth0.mac + b"\x86\xdd" + bytes(72)
     assert exchange(a, b, [ns, other_group]) == [ns]
     b.check_dmesg()
 
