@@ -1,0 +1,197 @@
+"""Benchmark: Linux boot time to the ``PYV86-READY`` marker, pyv86 against QEMU TCG.
+
+Both boot the same kernel and initramfs (the image of ``pyv86 guest build``) with the same
+kernel command line (the machine file's ``[boot] cmdline``, else pyv86's default), in the
+same run, on 128 MiB. Times are host wall-clock seconds from process start to the marker
+line on the serial console. The ratio is pyv86 / QEMU (lower is better; the issue's target
+with the interpreter is <= 15).
+
+* pyv86: ``pyv86 -v run MACHINE --exec true`` (the console is logged to stderr with -v);
+  guest instructions are taken from pyv86's own report when it prints one
+  (``N instructions``), and MIPS = instructions / seconds.
+* QEMU: ``qemu-system-i386 -M pc -cpu pentium3 -m 128`` TCG, ne2k_pci on user-mode
+  networking with ``restrict=on`` (see :mod:`pyv86.guest.qemu`).
+
+Peers are entries of ``PEERS`` (name -> function returning a result dict), so another
+emulator (v86) is one more function. A peer that cannot boot is reported with its reason
+instead of a number.
+
+    python benchmarks/boot.py [--machine examples/machines/linux.toml] [--json]
+                              [--timeout 1800] [--qemu-timeout 300] [--only pyv86,qemu]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+from pathlib import Path
+from typing import Any, Callable
+
+from pyv86 import paths
+from pyv86.guest.scripts import READY_MARKER
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MACHINE = ROOT / "examples/machines/linux.toml"
+READY_RE = re.compile(rf"^{READY_MARKER}\r?$", re.M)
+UPTIME_RE = re.compile(r"pyv86-init: ready after ([0-9.]+) s of guest uptime")
+INSNS_RE = re.compile(r"([0-9][0-9_,]*)\s+(?:guest\s+)?instructions", re.I)
+
+
+def machine_cmdline(machine: Path) -> str:
+    """The kernel command line pyv86 uses for this machine file."""
+    try:
+        data = tomllib.loads(machine.read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        data = {}
+    cmdline = data.get("boot", {}).get("cmdline")
+    if isinstance(cmdline, str):
+        return cmdline
+    try:
+        from pyv86.boot.linux import DEFAULT_CMDLINE
+        return str(DEFAULT_CMDLINE)
+    except ImportError:
+        from pyv86.guest.qemu import DEFAULT_CMDLINE as QEMU_DEFAULT
+        return QEMU_DEFAULT
+
+
+def _uptime(text: str) -> float | None:
+    m = UPTIME_RE.search(text)
+    return float(m.group(1)) if m else None
+
+
+def run_pyv86(ctx: dict[str, Any]) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "pyv86.cli", "-v", "run", str(ctx["machine"]), "--exec", "true",
+           "--timeout", str(ctx["timeout"])]
+    result: dict[str, Any] = {"command": " ".join(cmd[2:])}
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    err = bytearray()
+    ready_at: list[float] = []
+
+    def pump() -> None:
+        assert proc.stderr is not None
+        fd = proc.stderr.fileno()
+        while chunk := os.read(fd, 65536):
+            err.extend(chunk)
+            if not ready_at and READY_RE.search(err.decode("utf-8", "replace")):
+                ready_at.append(time.monotonic() - start)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        out, _ = proc.communicate(timeout=ctx["timeout"] + 30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+    reader.join(5)
+    total = time.monotonic() - start
+    text = err.decode("utf-8", "replace") + out.decode("utf-8", "replace")
+    result["exit_status"] = proc.returncode
+    result["total_s"] = round(total, 3)
+    result["guest_uptime_s"] = _uptime(text)
+    counts = [int(m.group(1).replace(",", "").replace("_", "")) for m in INSNS_RE.finditer(text)]
+    result["instructions"] = max(counts) if counts else None
+    if ready_at:
+        result["seconds"] = round(ready_at[0], 3)
+        result["status"] = "ok"
+    else:
+        result["seconds"] = None
+        tail = [ln for ln in text.splitlines() if ln.strip()][-3:]
+        why = "killed at the time limit" if proc.returncode in (-9, -signal.SIGKILL) else f"exit {proc.returncode}"
+        result["status"] = (f"did not reach {READY_MARKER} ({why} after {total:.1f} s): "
+                            + (" | ".join(tail)[-400:] or "no console output"))
+    if result["instructions"] and result["seconds"]:
+        result["mips"] = round(result["instructions"] / result["total_s"] / 1e6, 2)
+    return result
+
+
+def run_qemu(ctx: dict[str, Any]) -> dict[str, Any]:
+    from pyv86.guest.qemu import QemuError, QemuGuest
+    result: dict[str, Any] = {"instructions": None, "mips": None}
+    try:
+        with QemuGuest(ctx["kernel"], ctx["initrd"], ctx["cmdline"]) as q:
+            result["command"] = " ".join(q.command)
+            result["seconds"] = round(q.wait_ready(ctx["qemu_timeout"]), 3)
+            result["guest_uptime_s"] = _uptime(q.output)
+            result["status"] = "ok"
+    except QemuError as exc:
+        result["seconds"] = None
+        result["status"] = str(exc).splitlines()[0]
+    return result
+
+
+def run_v86(ctx: dict[str, Any]) -> dict[str, Any]:
+    return {"seconds": None, "status": "not measured: no v86 runner on this machine yet"}
+
+
+PEERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "pyv86": run_pyv86,
+    "qemu": run_qemu,
+    "v86": run_v86,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--machine", type=Path, default=DEFAULT_MACHINE, help="pyv86 machine file")
+    ap.add_argument("--timeout", type=float, default=1800, help="seconds to let pyv86 boot")
+    ap.add_argument("--qemu-timeout", type=float, default=300, help="seconds to let QEMU boot")
+    ap.add_argument("--only", default="pyv86,qemu", help="comma-separated peers (pyv86,qemu,v86)")
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    args = ap.parse_args(argv)
+
+    guest = paths.guest_dir()
+    kernel, initrd = guest / "vmlinuz", guest / "initramfs.cpio.gz"
+    if not (kernel.is_file() and initrd.is_file()):
+        print(f"boot.py: no guest image in {guest}; run `pyv86 guest build` first", file=sys.stderr)
+        return 2
+    ctx = {"machine": args.machine, "timeout": args.timeout, "qemu_timeout": args.qemu_timeout,
+           "kernel": kernel, "initrd": initrd, "cmdline": machine_cmdline(args.machine)}
+    wanted = [p.strip() for p in args.only.split(",") if p.strip()]
+    unknown = [p for p in wanted if p not in PEERS]
+    if unknown:
+        print(f"boot.py: --only {args.only}: unknown peer {unknown[0]}; choose from {', '.join(PEERS)}",
+              file=sys.stderr)
+        return 2
+    results: dict[str, Any] = {}
+    for name in wanted:
+        if not args.json:
+            print(f"booting {name} ...", file=sys.stderr, flush=True)
+        results[name] = PEERS[name](ctx)
+
+    def secs(name: str) -> float | None:
+        return results.get(name, {}).get("seconds")
+
+    ratio = round(secs("pyv86") / secs("qemu"), 2) if secs("pyv86") and secs("qemu") else None
+    manifest_path = guest / "manifest.json"
+    release = None
+    if manifest_path.is_file():
+        release = json.loads(manifest_path.read_text()).get("kernel", {}).get("release")
+    summary = {"pyv86_s": secs("pyv86"), "qemu_s": secs("qemu"), "v86_s": secs("v86"), "ratio": ratio,
+               "marker": READY_MARKER, "kernel": release, "cmdline": ctx["cmdline"],
+               "machine": str(args.machine), "peers": results}
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    print(f"kernel {release}, cmdline: {ctx['cmdline']}")
+    print(f"{'peer':<8} {'to marker':>10} {'guest uptime':>13} {'instructions':>14} {'MIPS':>8}  status")
+    for name, r in results.items():
+        s = f"{r['seconds']:.2f} s" if r.get("seconds") else "-"
+        up = f"{r['guest_uptime_s']:.2f} s" if r.get("guest_uptime_s") else "-"
+        ins = f"{r['instructions']:,}" if r.get("instructions") else "-"
+        mips = f"{r['mips']:.1f}" if r.get("mips") else "-"
+        print(f"{name:<8} {s:>10} {up:>13} {ins:>14} {mips:>8}  {r['status']}")
+    print(f"ratio pyv86/qemu: {ratio if ratio is not None else 'n/a (a peer did not boot)'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
