@@ -40,6 +40,8 @@ def setup_logging(verbose: int, specs: Sequence[str]) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S",
                         stream=sys.stderr)
+    # per-frame/per-access traces (loggers under "pyv86.trace") need -vvv (or --log)
+    logging.getLogger("pyv86.trace").setLevel(logging.DEBUG if verbose >= 3 else logging.INFO)
     for spec in specs:
         name, _, lvl = spec.partition("=")
         value = logging.getLevelName(lvl.upper() or "DEBUG")
