@@ -143,6 +143,15 @@ class QemuGuest:
         text = self.output[m_begin.end():m_end.start()].replace("\r", "")
         return text.strip("\n"), int(m_end.group(1))
 
+    def wait_exit(self, timeout_s: float) -> int:
+        """Wait for QEMU to exit on its own (``-no-reboot`` turns a guest reboot into an exit)."""
+        assert self._proc is not None
+        try:
+            return self._proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            raise QemuError(f"qemu guest: still running after {timeout_s:.0f} s; console tail:\n"
+                            + "\n".join(self.output.splitlines()[-10:])) from None
+
     def close(self, timeout_s: float = 10) -> int | None:
         proc = self._proc
         if proc is None:
