@@ -87,6 +87,8 @@ def add_run_options(run: argparse.ArgumentParser) -> None:
                      help="stop after this many seconds of host time")
     run.add_argument("--headless", action="store_true",
                      help="do not connect the serial console to this terminal")
+    run.add_argument("--console-log", metavar="FILE",
+                     help="also write everything the guest prints on its console to FILE")
     run.add_argument("--restore", metavar="IMAGE", help="restore this state image before running")
     run.add_argument("--save-on-exit", metavar="IMAGE", help="write a state image when the machine stops")
 

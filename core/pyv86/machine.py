@@ -258,6 +258,8 @@ class Machine:
             budget = clock.insns_until(deadline, DEFAULT_SLICE)
             if max_instructions is not None:
                 budget = max(1, min(budget, max_instructions - executed_total))
+            if cpu.tsc < clock.now:  # the TSC counts guest ns; catch up after idle jumps
+                cpu.tsc = clock.now
             try:
                 executed = cpu.run(budget)
             except GuestError:
@@ -273,6 +275,11 @@ class Machine:
                 raise
             executed_total += executed
             clock.advance_insns(executed)
+            if not executed and cpu.halted and not self._pending:
+                # HLT with IF=0 while INTR is high: only time (timers) can change anything
+                if not self._idle(deadline, wall_deadline):
+                    self._stop_reason = "idle"
+                    break
         reason = self._stop_reason
         return reason
 

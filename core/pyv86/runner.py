@@ -11,6 +11,7 @@ from typing import Any
 
 from pyv86.config import load_machine_config
 from pyv86.machine import Machine
+from pyv86.platform.console import attach_console
 
 log = logging.getLogger(__name__)
 
@@ -21,13 +22,22 @@ def run_machine_file(args: argparse.Namespace, plugins: Any) -> int:
 
     image = before_build(args, config)  # a bad state image stops here, before anything opens
     machine = Machine.from_config(config, plugins)
+    console = None
     try:
+        console = attach_console(machine, exec_cmd=getattr(args, "exec_cmd", None),
+                                 headless=getattr(args, "headless", False),
+                                 verbose=getattr(args, "verbose", 0),
+                                 console_log=getattr(args, "console_log", None))
         before_run(args, machine, image)
         reason = machine.run(timeout_s=args.timeout)
         after_run(args, machine)
     finally:
+        if console is not None:
+            console.close()
         machine.shutdown(machine.stop_reason or "user")
     log.info("%s: stopped (%s)", config.path, reason)
+    if console is not None and console.exec_session is not None:
+        return console.exec_session.exit_status(reason, args.timeout)
     if machine.exit_status is not None:
         return machine.exit_status
     return 0
