@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import MAC, OTHER, Regs, frame_to
+from ne2k_testlib import MAC, OTHER, Regs, frame_to, transmit, upload
 
 
 # -- power-up, probe-time behaviour ---------------------------------------------------------
@@ -328,22 +328,6 @@ def test_send_packet_command_sets_up_a_read_of_the_packet_at_bnry(regs, nic):
 
 
 # -- transmit -----------------------------------------------------------------------------------
-def upload(regs: Regs, data: bytes, page: int = 0x40) -> None:
-    regs.outb(0x0E, 0x49)
-    regs.remote(page << 8, len(data) + (len(data) & 1), 0x12)
-    padded = data + b"\0" * (len(data) & 1)
-    for i in range(0, len(padded), 2):
-        regs.outw(0x10, int.from_bytes(padded[i : i + 2], "little"))
-    regs.outb(0x07, 0x40)
-
-
-def transmit(regs: Regs, length: int, page: int = 0x40) -> None:
-    regs.outb(0x00, 0x22)
-    regs.outb(0x05, length & 0xFF)
-    regs.outb(0x06, length >> 8)
-    regs.outb(0x04, page)
-    regs.outb(0x00, 0x26)
-
 
 def test_transmit_sends_exactly_tbcr_bytes(regs, wire):
     frame = frame_to(OTHER, 60, src=MAC)

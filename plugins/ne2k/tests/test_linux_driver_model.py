@@ -12,7 +12,7 @@ import pytest
 from pyv86.net.frame import BROADCAST, multicast_hash_index
 from pyv86_ne2k.driver import LinuxNe2kModel
 
-from conftest import NIC_TEXT, build_machine, make_plugins, unique_hub
+from ne2k_testlib import NIC_TEXT, build_machine, make_plugins, unique_hub
 
 BAD_MESSAGES = ("mismatched", "bogus", "mismap", "Card failure", "timeout", "busy", "inconsistency",
                 "did not complete", "Too much work", "unexpected")
@@ -197,3 +197,26 @@ def test_flood_every_frame_delivered_or_counted(pair):
     seqs = [int.from_bytes(f[18:22], "big") for f in got]
     assert seqs == sorted(seqs)  # in order
     b.check_dmesg()
+
+
+def test_machine_file_pcap_records_the_exchange(tmp_path):
+    hub = unique_hub("pcap")
+    text = NIC_TEXT.format(name="a", url=f"hub:{hub}?scope=process", options="").replace(
+        'url = "hub:', f'pcap = "{tmp_path / "a.pcap"}"\nurl = "hub:')
+    a = Vm.__new__(Vm)
+    a.machine = build_machine(text, make_plugins())
+    a.nic = a.machine.devices["net0"]
+    a.eth0 = LinuxNe2kModel(a.machine, a.nic.io_base, irq_pending=lambda: a.nic.irq_level)
+    b = Vm("b", hub)
+    try:
+        a.modprobe()
+        b.modprobe()
+        there = [ipv4_frame(b.eth0.mac, a.eth0.mac, i) for i in range(5)]
+        back = [ipv4_frame(a.eth0.mac, b.eth0.mac, 100 + i) for i in range(5)]
+        assert exchange(a, b, there) == there
+        assert exchange(b, a, back) == back
+    finally:
+        a.close()
+        b.close()
+    from pyv86.net.pcap import read_pcap
+    assert [r.frame for r in read_pcap(tmp_path / "a.pcap")] == there + back

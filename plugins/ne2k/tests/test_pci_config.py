@@ -6,7 +6,7 @@ import pytest
 from pyv86.errors import ConfigError
 from pyv86.testing.net import LoopbackNet
 
-from conftest import NIC_TEXT, Regs, build_machine, make_plugins
+from ne2k_testlib import NIC_TEXT, Regs, build_machine, make_plugins
 
 
 def cfg(machine, reg: int, size: int = 4, slot: int = 5) -> int:

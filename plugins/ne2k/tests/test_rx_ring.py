@@ -9,27 +9,10 @@ import pytest
 from pyv86.net.frame import multicast_filter, multicast_hash_index
 from pyv86.net.port import RxResult
 
-from conftest import MAC, OTHER, Regs, frame_to
+from ne2k_testlib import MAC, OTHER, Regs, frame_to, ring_read
 
 BCAST = b"\xff" * 6
 
-
-def ring_read(regs: Regs, page: int) -> tuple[tuple[int, int, int], bytes]:
-    """Read one frame the way lib8390's ei_receive does: 4-byte header, then a payload read
-    that may run across PSTOP (relying on the remote-DMA wrap)."""
-    regs.outb(0x0E, 0x49)
-    regs.remote(page << 8, 4, 0x0A)
-    word = regs.inl(0x10)
-    status, nxt, count = word & 0xFF, (word >> 8) & 0xFF, word >> 16
-    length = count - 4
-    regs.remote((page << 8) + 4, length, 0x0A)
-    data = regs.machine.port_read_string(regs.base + 0x10, 4, length >> 2)
-    if length & 2:
-        data += regs.inw(0x10).to_bytes(2, "little")
-    if length & 1:
-        data += bytes((regs.inb(0x10),))
-    regs.outb(0x07, 0x40)
-    return (status, nxt, count), data
 
 
 # -- storing a frame -----------------------------------------------------------------------------

@@ -10,8 +10,8 @@ from pyv86.errors import StateError
 from pyv86.testing.state import assert_state_roundtrip
 from pyv86_ne2k.pci import Ne2kPciState
 
-from conftest import MAC, NIC_TEXT, OTHER, Regs, build_machine, frame_to, make_plugins
-from test_rx_ring import ring_read
+from ne2k_testlib import MAC, NIC_TEXT, OTHER, Regs, build_machine, frame_to, make_plugins
+from ne2k_testlib import ring_read
 
 
 def busy_nic(regs: Regs, nic) -> None:
@@ -115,7 +115,7 @@ def test_mac_hook_point_translates_both_directions(regs, nic, wire):
     regs.start_receiver()
     wire.inject(frame_to(wire_mac, 80))
     assert ring_read(regs, 0x4C)[1] == frame_to(MAC, 80)
-    from test_dp8390_registers import transmit, upload
+    from ne2k_testlib import transmit, upload
     upload(regs, frame_to(OTHER, 60, src=MAC))
     transmit(regs, 60)
     assert wire.take() == [frame_to(OTHER, 60, src=wire_mac)]

@@ -11,7 +11,7 @@ import tracemalloc
 
 from pyv86_ne2k.dp8390 import RAM_SIZE, check_state
 
-from conftest import MAC, Regs, frame_to
+from ne2k_testlib import MAC, Regs, frame_to
 
 
 def random_frame(rng: random.Random) -> bytes:
@@ -95,5 +95,5 @@ def test_random_guest_port_accesses_never_break_the_nic(machine, regs, nic, wire
     nic.port.clear_queue()
     frame = frame_to(MAC, 200)
     wire.inject(frame)
-    from test_rx_ring import ring_read
+    from ne2k_testlib import ring_read
     assert ring_read(Regs(machine, nic), 0x4C)[1] == frame
