@@ -37,7 +37,10 @@ def _tm(llvm, opt):
 
 
 def opt_level() -> int:
-    return int(os.environ.get("PYV86_CPU_OPT", "2"))
+    """0: no IR passes; 1 (default): a light pipeline (SROA, instcombine, simplifycfg, DCE)
+    that keeps the first compile short; 2: LLVM's full O2 pipeline (very slow on the one huge
+    interpreter function)."""
+    return int(os.environ.get("PYV86_CPU_OPT", "1"))
 
 
 def get_ir():
@@ -60,7 +63,7 @@ def object_code(verbose=True) -> bytes:
         return path.read_bytes()
     nlines = ir_text.count("\n")
     if verbose:
-        est = max(1, int(nlines * (150e-6 if opt else 35e-6)))
+        est = max(1, int(nlines * {0: 60e-6, 1: 150e-6}.get(opt, 1500e-6)))
         print(f"pyv86: compiling CPU interpreter (first run, ~{est} s, {nlines} IR lines)...",
               file=sys.stderr, flush=True)
     t0 = time.time()
@@ -68,7 +71,22 @@ def object_code(verbose=True) -> bytes:
     mod.verify()
     tm = _tm(llvm, 3)
     mod.triple = llvm.get_process_triple()
-    if opt:
+    if opt == 1:
+        pto = llvm.create_pipeline_tuning_options(speed_level=1)
+        pb = llvm.create_pass_builder(tm, pto)
+        fpm = llvm.create_new_function_pass_manager()
+        fpm.add_sroa_pass()
+        fpm.add_instruction_combine_pass()
+        fpm.add_simplify_cfg_pass()
+        fpm.add_sroa_pass()
+        fpm.add_instruction_combine_pass()
+        fpm.add_jump_threading_pass()
+        fpm.add_simplify_cfg_pass()
+        fpm.add_aggressive_dce_pass()
+        for fn in mod.functions:
+            if not fn.is_declaration:
+                fpm.run(fn, pb)
+    elif opt >= 2:
         pto = llvm.create_pipeline_tuning_options(speed_level=opt)
         pb = llvm.create_pass_builder(tm, pto)
         pb.getModulePassManager().run(mod, pb)
