@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import FAKE_RELEASE, fake_bzimage, fake_busybox, fake_module, make_kernel_deb
+from guest_fakes import FAKE_RELEASE, fake_bzimage, fake_busybox, fake_module, make_busybox_deb, make_kernel_deb
 
 from pyv86.cli import main
 from pyv86.guest import debpkg, initramfs, scripts
@@ -131,7 +131,6 @@ def test_missing_modules_are_named(tmp_path):
     d = tmp_path / "debs"
     d.mkdir()
     make_kernel_deb(d, modules=("8390",))
-    from conftest import make_busybox_deb
     make_busybox_deb(d)
     with pytest.raises(GuestBuildError, match=r"modules ne2k-pci.ko not found under lib/modules/\*/kernel/drivers"):
         build_guest(BuildOptions(debs=d, out_dir=tmp_path / "out"))
@@ -265,7 +264,6 @@ def test_apt_flow_with_fake_tools(tmp_path, monkeypatch):
     bindir.mkdir()
     (state / "pool").mkdir(parents=True)
     make_kernel_deb(state / "pool")
-    from conftest import make_busybox_deb
     make_busybox_deb(state / "pool")
     for tool in ("dpkg", "apt-get", "apt-cache"):
         (bindir / tool).write_text(FAKE_APT.format(tool=tool, release=FAKE_RELEASE))
