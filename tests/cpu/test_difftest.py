@@ -5,7 +5,7 @@ import pytest
 
 from pyv86.cpu import difftest
 
-CASES_PER_GROUP = 600
+CASES_PER_GROUP = 1500
 
 
 @pytest.mark.parametrize("group", sorted(difftest.GROUPS))

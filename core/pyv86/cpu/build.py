@@ -50,17 +50,32 @@ def get_ir():
     return _cache["ir"]
 
 
-def object_code(verbose=True) -> bytes:
-    """Return the object code for the interpreter (from the cache or freshly compiled)."""
+SOURCES = ("state.py", "dsl.py", "flags.py", "isa.py", "system.py", "fpu.py", "cpuid.py",
+           "codegen.py", "build.py")
+
+
+def cache_key() -> str:
+    """sha256 over the ISA description sources (the IR is a pure function of them), the
+    llvmlite version, target CPU, opt level and triple: a warm start needs no IR generation."""
     import llvmlite
     llvm = _llvm()
-    ir_text, info = get_ir()
+    h = hashlib.sha256()
+    here = Path(__file__).parent
+    for name in SOURCES:
+        h.update(name.encode() + b"\0" + (here / name).read_bytes())
+    h.update("\0".join([llvmlite.__version__, TARGET_CPU, str(opt_level()),
+                        llvm.get_process_triple()]).encode())
+    return h.hexdigest()
+
+
+def object_code(verbose=True) -> bytes:
+    """Return the object code for the interpreter (from the cache or freshly compiled)."""
+    llvm = _llvm()
     opt = opt_level()
-    key = hashlib.sha256("\0".join([ir_text, llvmlite.__version__, TARGET_CPU, str(opt),
-                                    llvm.get_process_triple()]).encode()).hexdigest()
-    path = cache_dir() / f"interp-{key[:32]}.o"
+    path = cache_dir() / f"interp-{cache_key()[:32]}.o"
     if path.exists():
         return path.read_bytes()
+    ir_text, info = get_ir()
     nlines = ir_text.count("\n")
     if verbose:
         est = max(1, int(nlines * {0: 60e-6, 1: 150e-6}.get(opt, 1500e-6)))
