@@ -50,12 +50,12 @@ def setup_logging(verbose: int, specs: Sequence[str]) -> None:
         logging.getLogger(name).setLevel(value)
 
 
-def make_plugin_manager(plugin_opts: Sequence[str]) -> Any:
+def make_plugin_manager(plugin_opts: Sequence[str], tolerant: bool = False) -> Any:
     from pyv86.plugins.manager import create_plugin_manager
 
     block = [p[3:] for p in plugin_opts if p.startswith("no:")]
     extra = [p for p in plugin_opts if not p.startswith("no:")]
-    return create_plugin_manager(block=block, extra=extra)
+    return create_plugin_manager(block=block, extra=extra, tolerant=tolerant)
 
 
 def build_parser(plugins: Any) -> argparse.ArgumentParser:
@@ -127,10 +127,12 @@ def cmd_plugins(args: argparse.Namespace, plugins: Any) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    pre, _rest = _global_parser(add_help=False).parse_known_args(argv)
+    pre, rest = _global_parser(add_help=False).parse_known_args(argv)
     try:
         setup_logging(pre.verbose, pre.log)
-        plugins = make_plugin_manager(pre.plugin_opts)
+        # `pyv86 plugins` lists a plugin that fails to import (with its error) instead of failing
+        listing = bool(rest) and rest[0] == "plugins"
+        plugins = make_plugin_manager(pre.plugin_opts, tolerant=listing)
         parser = build_parser(plugins)
         args = parser.parse_args(argv)
         if not getattr(args, "func", None):

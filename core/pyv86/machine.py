@@ -109,7 +109,10 @@ class Machine:
         if self._realized:
             return
         for device in list(self.devices.values()):
-            device.realize(self)
+            try:
+                device.realize(self)
+            except ValueError as exc:  # port/MMIO/PCI slot clashes and bad wiring
+                raise ConfigError(f"device {device.id} ({device.kind}): {exc}") from None
         self.pci.assign_resources()
         self._realized = True
         if self.plugins is not None:

@@ -67,6 +67,8 @@ class PluginManager:
         self.devices = DeviceRegistry()
         self.net_backends = NetBackendRegistry()
         self._collected = False
+        self.tolerant = False
+        """Record failing plugins (``error`` in :meth:`plugin_info`) instead of raising."""
 
     @property
     def hook(self) -> Any:
@@ -118,6 +120,9 @@ class PluginManager:
             except Exception as exc:  # noqa: BLE001 - any import failure is the plugin's
                 message = f"plugin {self._label(ep.name, dist, version)} failed to import: {_one_line(exc)}"
                 self.records[ep.name] = PluginRecord(ep.name, ep.value, False, dist, version, error=message)
+                if self.tolerant:
+                    log.error("%s", message)
+                    continue
                 raise PluginError(message) from exc
             self.register_module(module, ep.name, distribution=dist, version=version)
         if only is not None:
@@ -261,6 +266,7 @@ def create_plugin_manager(
     extra: Iterable[str] = (),
     builtins: bool = True,
     environ: dict[str, str] | None = None,
+    tolerant: bool = False,
 ) -> PluginManager:
     """Make a manager and load plugins according to arguments and environment.
 
@@ -268,9 +274,12 @@ def create_plugin_manager(
     :param load: load only these entry points (``PYV86_LOAD_PLUGINS`` if None).
     :param block: names to block (added to ``PYV86_BLOCK_PLUGINS``).
     :param extra: ``-p NAME`` plugins to load in addition.
+    :param tolerant: keep going past plugins that fail to import, recording the error
+        (for listing what is installed); everything else still raises.
     """
     env = os.environ if environ is None else environ
     manager = PluginManager()
+    manager.tolerant = tolerant
     for name in [*_split_names(env.get("PYV86_BLOCK_PLUGINS")), *block]:
         manager.block(name)
     if builtins:
