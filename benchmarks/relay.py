@@ -74,7 +74,7 @@ def _serve_hub(port_q: Any) -> None:
     asyncio.run(main())
 
 
-def start_relay(kind: str, queue_bytes: int) -> tuple[mp.Process, int]:
+def start_relay(kind: str, queue_bytes: int) -> tuple[Any, int]:
     ctx = mp.get_context("fork")
     port_q = ctx.Queue()
     target, args = (_serve_ours, (port_q, queue_bytes)) if kind == "pyv86" else (_serve_hub, (port_q,))

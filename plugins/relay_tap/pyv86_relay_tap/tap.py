@@ -22,6 +22,8 @@ import threading
 import urllib.parse
 from typing import TYPE_CHECKING, Any, Callable
 
+import attrs
+
 from pyv86.net.handoff import Handoff
 
 from pyv86_relay_tap.ifctl import TapError, add_to_bridge, check_ifname, link_is_up, open_tap, set_link_up
@@ -55,13 +57,16 @@ def parse_tap_url(url: str) -> tuple[str, dict[str, str]]:
     return name, options
 
 
+@attrs.define
 class _Counters:
-    __slots__ = ("rx_frames", "rx_bytes", "rx_runt", "rx_oversize", "tx_frames", "tx_bytes",
-                 "tx_dropped", "tx_errors")
-
-    def __init__(self) -> None:
-        for name in self.__slots__:
-            setattr(self, name, 0)
+    rx_frames: int = 0
+    rx_bytes: int = 0
+    rx_runt: int = 0
+    rx_oversize: int = 0
+    tx_frames: int = 0
+    tx_bytes: int = 0
+    tx_dropped: int = 0
+    tx_errors: int = 0
 
 
 class TapBackend:
@@ -137,7 +142,7 @@ class TapBackend:
 
     @property
     def stats(self) -> dict[str, Any]:
-        out: dict[str, Any] = {name: getattr(self._c, name) for name in _Counters.__slots__}
+        out: dict[str, Any] = attrs.asdict(self._c)
         out["rx_dropped_backlog"] = self._handoff.dropped
         out["rx_dropped_no_receiver"] = self._handoff.undelivered
         out["ifname"] = self.ifname

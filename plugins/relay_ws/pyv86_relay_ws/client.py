@@ -27,6 +27,8 @@ import time
 import urllib.parse
 from typing import TYPE_CHECKING, Any, Callable
 
+import attrs
+
 from pyv86.net.handoff import Handoff
 
 from pyv86_relay_ws.frames import ETH_FRAME_MAX, RUNT, TRIMMED, check_frame, redact_url
@@ -43,14 +45,20 @@ MAX_MESSAGE = 1 << 16
 oversize messages are dropped one by one."""
 
 
+@attrs.define
 class _Counters:
-    __slots__ = ("connects", "disconnects", "connect_failures", "tx_frames", "tx_bytes",
-                 "tx_dropped", "rx_frames", "rx_bytes", "rx_text_ignored", "rx_runt",
-                 "rx_oversize", "rx_trimmed")
-
-    def __init__(self) -> None:
-        for name in self.__slots__:
-            setattr(self, name, 0)
+    connects: int = 0
+    disconnects: int = 0
+    connect_failures: int = 0
+    tx_frames: int = 0
+    tx_bytes: int = 0
+    tx_dropped: int = 0
+    rx_frames: int = 0
+    rx_bytes: int = 0
+    rx_text_ignored: int = 0
+    rx_runt: int = 0
+    rx_oversize: int = 0
+    rx_trimmed: int = 0
 
 
 def parse_ws_url(url: str) -> urllib.parse.SplitResult:
@@ -166,7 +174,7 @@ class WsBackend:
     @property
     def stats(self) -> dict[str, Any]:
         """Counters since the backend was created (plus ``connected`` and ``tx_queued``)."""
-        out: dict[str, Any] = {name: getattr(self._c, name) for name in _Counters.__slots__}
+        out: dict[str, Any] = attrs.asdict(self._c)
         out["rx_dropped_backlog"] = self._handoff.dropped
         out["rx_dropped_no_receiver"] = self._handoff.undelivered
         out["connected"] = self._connected
@@ -213,7 +221,8 @@ class WsBackend:
             try:
                 ws = await connect(self.url, origin=self._origin, compression=None,  # type: ignore[arg-type]
                                    ssl=self._ssl, proxy=None, open_timeout=self._open_timeout,
-                                   max_size=MAX_MESSAGE, max_queue=64, user_agent_header=None)
+                                   max_size=MAX_MESSAGE, max_queue=64, user_agent_header=None,
+                                   close_timeout=2.0)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure means "try again later"

@@ -609,6 +609,7 @@ class RelayServer:
             await self.open()
             if announce:
                 self.report(f"relay: serving {self.url}"
+                            + (" (listening on all interfaces)" if self.host in ("", "0.0.0.0", "::") else "")
                             + (f" with uplink {self.tap.name}" if self.tap is not None else "")
                             + (" (token required)" if self.token else ""))
             loop = asyncio.get_running_loop()
