@@ -266,13 +266,29 @@ def test_exception_inside_a_registration_hook(site):
                                           "failed: table is missing")
 
 
-def test_cli_prints_plugin_errors_in_one_line_with_status_2(site, capsys):
+def test_cli_prints_plugin_errors_in_one_line_with_status_2(site, capsys, tmp_path):
     from pyv86.cli import main
 
     site.add("pyv86-broken", "broken", "import no_such_dependency_xyz\n", version="0.3")
-    assert main(["plugins"]) == 2
+    machine = tmp_path / "m.toml"
+    machine.write_text("version = 1\n[machine]\ncpu = false\n")
+    assert main(["check", str(machine)]) == 2
     assert capsys.readouterr().err == ('pyv86: plugin "broken" (pyv86-broken 0.3) failed to import: '
                                        "No module named 'no_such_dependency_xyz'\n")
+
+
+def test_plugins_listing_shows_a_broken_plugin_with_its_error(site, capsys):
+    import json
+
+    from pyv86.cli import main
+
+    site.add("pyv86-broken", "broken", "import no_such_dependency_xyz\n", version="0.3")
+    assert main(["plugins", "--json"]) == 0
+    info = {p["name"]: p for p in json.loads(capsys.readouterr().out)}
+    assert info["broken"]["error"] == ('plugin "broken" (pyv86-broken 0.3) failed to import: '
+                                       "No module named 'no_such_dependency_xyz'")
+    assert info["broken"]["devices"] == []
+    assert info["pyv86.net"]["builtin"] is True
 
 
 # -- listing -------------------------------------------------------------------------------
