@@ -228,9 +228,9 @@ def measure(kind: str, pairs: int, frame_size: int, seconds: float, queue_bytes:
 
 def guest_tcp(kind: str) -> tuple[float | None, str | None]:
     """Guest-to-guest TCP MB/s over a relay or TAP; needs a booting Linux guest."""
-    return None, (f"guest TCP over {kind} cannot be measured yet: it needs a Linux guest that boots "
-                  "and runs a TCP transfer (pyv86 guest build + an i686 kernel), which pyv86 "
-                  "does not have yet")
+    return None, (f"guest TCP over {kind} is not measured yet: it needs two Linux guests booted to a "
+                  "shell with a TCP tool (pyv86 guest build), and the guest does not reach a shell "
+                  "quickly enough yet for this benchmark to drive one")
 
 
 def main(argv: list[str] | None = None) -> int:
