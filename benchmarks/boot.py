@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MACHINE = ROOT / "examples/machines/linux.toml"
 READY_RE = re.compile(rf"^{READY_MARKER}\r?$", re.M)
 UPTIME_RE = re.compile(r"pyv86-init: ready after ([0-9.]+) s of guest uptime")
-INSNS_RE = re.compile(r"([0-9][0-9_,]*)\s+(?:guest\s+)?instructions", re.I)
+INSNS_RE = re.compile(r"^.*\bpyv86\b.*?([0-9][0-9_,]*)\s+(?:guest\s+)?instructions", re.I | re.M)
 
 
 def machine_cmdline(machine: Path) -> str:
@@ -73,27 +73,30 @@ def run_pyv86(ctx: dict[str, Any]) -> dict[str, Any]:
     start = time.monotonic()
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True)
-    err = bytearray()
+    err, out = bytearray(), bytearray()
     ready_at: list[float] = []
 
-    def pump() -> None:
-        assert proc.stderr is not None
-        fd = proc.stderr.fileno()
+    def pump(stream: Any, buf: bytearray, watch: bool) -> None:
+        fd = stream.fileno()
         while chunk := os.read(fd, 65536):
-            err.extend(chunk)
-            if not ready_at and READY_RE.search(err.decode("utf-8", "replace")):
+            buf.extend(chunk)
+            recent = bytes(buf[-(len(chunk) + 32):]).decode("utf-8", "replace")
+            if watch and not ready_at and READY_RE.search(recent):
                 ready_at.append(time.monotonic() - start)
 
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
+    readers = [threading.Thread(target=pump, args=(proc.stderr, err, True), daemon=True),
+               threading.Thread(target=pump, args=(proc.stdout, out, False), daemon=True)]
+    for r in readers:
+        r.start()
     try:
-        out, _ = proc.communicate(timeout=ctx["timeout"] + 30)
+        proc.wait(timeout=ctx["timeout"] + 30)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-    reader.join(5)
+        proc.wait()
+    for r in readers:
+        r.join(5)
     total = time.monotonic() - start
-    text = err.decode("utf-8", "replace") + out.decode("utf-8", "replace")
+    text = bytes(err).decode("utf-8", "replace") + bytes(out).decode("utf-8", "replace")
     result["exit_status"] = proc.returncode
     result["total_s"] = round(total, 3)
     result["guest_uptime_s"] = _uptime(text)
