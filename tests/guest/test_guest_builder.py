@@ -6,7 +6,6 @@ import os
 import shutil
 import stat
 import subprocess
-from pathlib import Path
 
 import pytest
 from guest_fakes import FAKE_RELEASE, fake_bzimage, fake_busybox, fake_module, make_busybox_deb, make_kernel_deb
