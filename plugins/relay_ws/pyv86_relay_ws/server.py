@@ -98,6 +98,7 @@ class ClientPort(asyncio.Protocol, Port):
         self.transport: asyncio.Transport | None = None
         self.loop = server.loop
         self.ws = False
+        self.admitted = False
         self.path = ""
         self._head: bytearray | None = bytearray()
         self._parser = FrameParser(MAX_MESSAGE)
@@ -130,6 +131,7 @@ class ClientPort(asyncio.Protocol, Port):
         if not self.server._admit(self):
             transport.abort()
             return
+        self.admitted = True
         self._timer = self.loop.call_later(HANDSHAKE_TIMEOUT, self._handshake_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -641,7 +643,8 @@ class RelayServer:
         log.info("%s: connected (%s; %d clients)", client.name, client.path, len(self.clients))
 
     def _detach(self, client: ClientPort) -> None:
-        if self.connections > 0:
+        if client.admitted:
+            client.admitted = False
             self.connections -= 1
         if client in self.clients:
             del self.clients[client]

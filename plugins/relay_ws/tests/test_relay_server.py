@@ -288,3 +288,39 @@ def test_cli_rejects_bad_options_in_one_line():
     proc = subprocess.run([PYV86, "relay", "serve", "--token-file", "/nonexistent/t"], capture_output=True,
                           text=True, env=env)
     assert proc.returncode == 2 and "--token-file /nonexistent/t" in proc.stderr
+
+
+def test_clients_beyond_max_clients_are_refused_with_503(relay):
+    server = relay(limits=RelayLimits(max_clients=2))
+    first = joined(server, 2)
+    extra = RawClient(server.port, expect=503)
+    assert extra.status == 503 and server.stats["rejected"] == 1
+    first[0].close()
+    assert wait_for(lambda: server.client_count == 1)
+    RawClient(server.port)  # room again
+
+
+def test_silent_clients_are_pinged_then_closed_but_answering_ones_stay(relay):
+    server = relay(limits=RelayLimits(idle_timeout=1.0))
+    silent = RawClient(server.port)
+    with connect(server.url) as lively:  # the websockets library answers pings by itself
+        assert wait_for(lambda: server.client_count == 2)
+        pings = [m for m in silent.recv_all(0.8) if m[0] == 0x9]
+        assert pings, "the relay did not ping a silent client"
+        assert silent.closed_by_peer(3.0) is not None
+        assert wait_for(lambda: server.client_count == 1, 3)
+        lively.send(eth(BCAST, mac(5)))
+        assert server.client_count == 1
+
+
+def test_an_incomplete_http_request_times_out(relay, monkeypatch):
+    import socket
+
+    from pyv86_relay_ws import server as server_module
+
+    monkeypatch.setattr(server_module, "HANDSHAKE_TIMEOUT", 0.3)
+    server = relay()
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=3)
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # never finished
+    assert sock.recv(100) == b""
+    assert wait_for(lambda: server.stats["rejected"] == 1)
