@@ -114,7 +114,7 @@ class ClientPort(asyncio.Protocol, Port):
         limits = self.limits
         self._fps = limits.max_fps
         self._bps = limits.max_bps
-        self._tok_f = limits.max_fps
+        self._tok_f = max(limits.max_fps, 1.0)
         self._tok_b = max(limits.max_bps, float(ETH_FRAME_MAX))
         self._tok_time = self.last_rx
 
@@ -256,7 +256,7 @@ class ClientPort(asyncio.Protocol, Port):
             elapsed = now - self._tok_time
             self._tok_time = now
             if fps:
-                self._tok_f = min(fps, self._tok_f + elapsed * fps)
+                self._tok_f = min(max(fps, 1.0), self._tok_f + elapsed * fps)
             if bps:
                 self._tok_b = min(max(bps, float(ETH_FRAME_MAX)), self._tok_b + elapsed * bps)
         max_frame = self.limits.max_frame
