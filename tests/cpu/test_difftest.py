@@ -1,16 +1,20 @@
-"""Differential test against unicorn: random instruction sequences per opcode group."""
+"""Differential test against unicorn: random instruction sequences per opcode group, in
+protected mode with paging and in real mode."""
 from __future__ import annotations
 
 import pytest
 
 from pyv86.cpu import difftest
 
-CASES_PER_GROUP = 1500
+CASES_PER_GROUP = 800
+GROUPS = sorted(difftest.GROUPS)
 
 
-@pytest.mark.parametrize("group", sorted(difftest.GROUPS))
-def test_random_cases_match_unicorn(group):
-    r = difftest.run(CASES_PER_GROUP, seed=1000 + sorted(difftest.GROUPS).index(group), groups=[group])
+@pytest.mark.parametrize("mode", ["pm", "real"])
+@pytest.mark.parametrize("group", GROUPS)
+def test_random_cases_match_unicorn(group, mode):
+    seed = 1000 + GROUPS.index(group) + (500 if mode == "real" else 0)
+    r = difftest.run(CASES_PER_GROUP, seed=seed, groups=[group], mode=mode)
     assert r["cases"] == CASES_PER_GROUP
     assert r["mismatches"] == 0, "\n".join(
         f"{d} | code {c} | regs {rg} flags {fl}\n    " + "\n    ".join(df)

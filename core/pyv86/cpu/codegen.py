@@ -151,7 +151,9 @@ class Generator:
             if opc in REG_ONLY_OPS:
                 a |= ATTR_REGONLY
             vals.append(a)
-        arr_t = ir.ArrayType(I8, 512)
+        prefixes = {0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3}
+        vals += [1 if b in prefixes else 0 for b in range(256)]
+        arr_t = ir.ArrayType(I8, 768)
         g = ir.GlobalVariable(self.module, arr_t, name="op_attrs")
         g.global_constant = True
         g.linkage = "internal"
@@ -252,6 +254,12 @@ class Generator:
         e.b.position_at_end(pfx)
         b = self.fetch(8).zx(32)
         dec["op"].set(b)
+        # one table load decides "prefix or not" (predictable), the switch only sees prefixes
+        pp = e.b.gep(attrs, [ir.Constant(I32, 0), (b | 0x200).v], inbounds=True)
+        is_pfx = V(e, e.b.load(pp)).ne(0)
+        pfx_sw = e.block("pfx_sw")
+        e.b.cbranch(is_pfx.v, pfx_sw, opc)
+        e.b.position_at_end(pfx_sw)
         sw = e.b.switch(b.v, opc)
 
         def pcase(val, fn_):
@@ -310,7 +318,12 @@ class Generator:
                         with o:
                             dec["imm"].set(self.fetch(16).zx(32))
             return f
-        e.switch(imm_kind, {k: imm_case(k) for k in (isa.IMM_B, isa.IMM_W, isa.IMM_Z, isa.IMM_MOFFS)})
+        with e.if_(imm_kind.ne(0)):
+            with e.if_else(imm_kind.eq(isa.IMM_B)) as (t, o):
+                with t:
+                    imm_case(isa.IMM_B)()
+                with o:
+                    e.switch(imm_kind, {k: imm_case(k) for k in (isa.IMM_W, isa.IMM_Z, isa.IMM_MOFFS)})
         # ---- dispatch
         idx = (dec["op"].get() << 1) | dec["o32"].get().zx(32)
         ud = e.block("undefined")

@@ -49,6 +49,7 @@ GROUPS = {
     "misc": ONE(0xF5, 0xF8, 0xF9, 0xFC, 0xFD, 0xFE, 0xFF, 0x98, 0x99),
     "string": ONE(*range(0xA4, 0xB0)),
     "branch": ONE(*range(0x70, 0x80), 0xEB, 0xE9, 0xE8, 0xE0, 0xE1, 0xE2, 0xE3) + TWO(*range(0x80, 0x90)),
+    "seg": ONE(0x8C, 0x8E, 0x06, 0x07, 0x0E, 0x16, 0x17, 0x1E, 0x1F) + TWO(0xA0, 0xA1, 0xA8, 0xA9, 0xB2, 0xB4, 0xB5),
 }
 BRANCH_REL8 = set(range(0x70, 0x80)) | {0xEB, 0xE0, 0xE1, 0xE2, 0xE3}
 BRANCH_REL32 = {0xE9, 0xE8}
@@ -122,15 +123,30 @@ def build_image(rng: random.Random) -> np.ndarray:
     return img
 
 
+REAL_SEGS = {"cs": 0x1000, "ds": 0x2000, "es": 0x3000, "ss": 0x4000, "fs": 0x5000, "gs": 0x6000}
+REAL_RAM = 2 << 20
+
+
+def build_real_image(rng: random.Random) -> np.ndarray:
+    img = np.frombuffer(rng.randbytes(REAL_RAM), dtype=np.uint8).copy()
+    img[0x10000:0x11000] = 0xF4
+    return img
+
+
 class Harness:
-    def __init__(self, seed=0):
+    """mode "pm": protected mode with aliased paging (see module doc); mode "real": real mode,
+    CS=1000 DS=2000 ES=3000 SS=4000 FS=5000 GS=6000 over 2 MiB of random RAM."""
+
+    def __init__(self, seed=0, mode="pm"):
         from unicorn import Uc, UC_ARCH_X86, UC_MODE_32, UC_HOOK_INTR
         from unicorn import x86_const as X
         from .cpu import CPU
         self.X = X
         self.rng = random.Random(seed)
-        self.image = build_image(self.rng)
-        self.mem = _Mem(RAM)
+        self.mode = mode
+        self.image = build_image(self.rng) if mode == "pm" else build_real_image(self.rng)
+        self.ram_size = RAM if mode == "pm" else REAL_RAM
+        self.mem = _Mem(self.ram_size)
         self.cpu = CPU(self.mem, _NullHost())
         self.intr = []
         self.need_new_uc = False
@@ -147,16 +163,20 @@ class Harness:
     def _new_uc(self):
         """A fresh unicorn: its x86 'old_exception' state leaks between hooked exceptions
         (QEMU would turn the next fault into #DF), so an exception case gets a new instance."""
-        from unicorn import Uc, UC_ARCH_X86, UC_MODE_32, UC_HOOK_INTR
+        from unicorn import Uc, UC_ARCH_X86, UC_MODE_16, UC_MODE_32, UC_HOOK_INTR
         X = self.X
-        self.uc = uc = Uc(UC_ARCH_X86, UC_MODE_32)
-        uc.mem_map(0, RAM)
+        self.uc = uc = Uc(UC_ARCH_X86, UC_MODE_32 if self.mode == "pm" else UC_MODE_16)
+        uc.mem_map(0, self.ram_size)
         uc.mem_write(0, self.image.tobytes())
 
         def hook(uc_, intno, ud):
             self.intr.append(intno)
             uc_.emu_stop()
         uc.hook_add(UC_HOOK_INTR, hook)
+        if self.mode == "real":
+            for name, sel in REAL_SEGS.items():
+                uc.reg_write(getattr(X, f"UC_X86_REG_{name.upper()}"), sel)
+            return
         uc.reg_write(X.UC_X86_REG_GDTR, (0, GDT, 0x1F, 0))
         uc.reg_write(X.UC_X86_REG_CR3, PD)
         uc.reg_write(X.UC_X86_REG_CR4, 0x10)
@@ -176,10 +196,12 @@ class Harness:
             if not is_branch:
                 if rng.random() < 0.25:
                     pfx += b"\x66"
-                if rng.random() < 0.05:
+                if rng.random() < 0.05 and self.mode == "pm":
                     pfx += b"\x67"
                 if rng.random() < 0.12:
-                    pfx += rng.choice([b"\x64", b"\x26", b"\x2e", b"\x36", b"\x3e", b"\x65"])
+                    # (real mode: no CS override, stores to the code page confuse unicorn's SMC handling)
+                    pfx += rng.choice([b"\x64", b"\x26", b"\x2e" if self.mode == "pm" else b"\x3e",
+                                       b"\x36", b"\x3e", b"\x65"])
                 if group == "string" and rng.random() < 0.6:
                     pfx += rng.choice([b"\xf3", b"\xf2"])
             if opc[0] == 0x0F and opc[1] in range(0xC8, 0xD0):
@@ -190,7 +212,7 @@ class Harness:
             if opc in (b"\xd4", b"\xd5") and rng.random() < 0.7:
                 tail = bytes([10]) + tail[1:]
             raw = pfx + opc + tail
-            ins = next(iter(self.Decoder(32, raw, ip=0)))
+            ins = next(iter(self.Decoder(32 if self.mode == "pm" else 16, raw, ip=0)))
             if ins.code == self.INVALID:
                 continue
             m = self.mnem.get(ins.mnemonic, "?")
@@ -202,6 +224,8 @@ class Harness:
             modreg = (raw[len(pfx) + len(opc)] >> 3) & 7 if len(raw) > len(pfx) + len(opc) else 0
             if opc in (b"\xf6", b"\xf7") and modreg == 1:
                 continue   # the undocumented TEST alias: unicorn raises #UD
+            if opc == b"\x8e" and modreg in (1, 6, 7):
+                continue
             if opc == b"\xc8" and b"\x66" in pfx:
                 continue   # 16-bit ENTER on a 32-bit stack: QEMU writes all of EBP, Intel only BP
             if opc == b"\x0f\xc7" and modreg != 1:
@@ -236,6 +260,8 @@ class Harness:
                 body = opc
                 if op0 in BRANCH_REL8:
                     b = pfx + body + bytes([disp])
+                elif lens[i] - len(pfx) - len(body) == 2:
+                    b = pfx + body + disp.to_bytes(2, "little")
                 else:
                     b = pfx + body + disp.to_bytes(4, "little")
                 assert len(b) == lens[i], (b, lens[i])
@@ -252,7 +278,7 @@ class Harness:
             for k in range(8):
                 regs[k] = rng.choice([0, 1, 0xFFFFFFFF, 0x80000000, 0x7FFFFFFF, 0x7F, 0x80, 0xFF,
                                       0x8000, 0xFFFF, rng.getrandbits(8), rng.getrandbits(16)])
-        regs[4] = STACK_TOP + rng.randrange(-256, 256, 4)
+        regs[4] = STACK_TOP + rng.randrange(-256, 256, 4) if self.mode == "pm" else 0xF800 + rng.randrange(-256, 256, 2)
         if any(k[0] and k[1] == "" for k in []):
             pass
         if any(m in ("MOVSB", "MOVSW", "MOVSD", "STOSB", "STOSW", "STOSD", "LODSB", "LODSW", "LODSD",
@@ -279,18 +305,25 @@ class Harness:
         st = cpu.state
         cpu.reset()
         st["exc_exit"] = 1
-        cpu.set_gdtr(GDT, 0x1F)
-        st["cr"][0] = 0x80010011
-        st["cr"][3] = PD
-        st["cr"][4] = 0x10
-        cpu.set_segment("cs", 0x08, 0, 0xFFFFFFFF, 0xC09B)
-        for s in ("ds", "es", "ss", "gs"):
-            cpu.set_segment(s, 0x10, 0, 0xFFFFFFFF, 0xC093)
-        cpu.set_segment("fs", 0x18, FS_BASE, 0xFFFFFFFF, 0xC093)
+        if self.mode == "pm":
+            cpu.set_gdtr(GDT, 0x1F)
+            st["cr"][0] = 0x80010011
+            st["cr"][3] = PD
+            st["cr"][4] = 0x10
+            cpu.set_segment("cs", 0x08, 0, 0xFFFFFFFF, 0xC09B)
+            for s_ in ("ds", "es", "ss", "gs"):
+                cpu.set_segment(s_, 0x10, 0, 0xFFFFFFFF, 0xC093)
+            cpu.set_segment("fs", 0x18, FS_BASE, 0xFFFFFFFF, 0xC093)
+            cpu.set_segment("ldtr", 0, 0, 0, 0x82)     # unicorn starts with an empty LDT
+            eip = addr
+        else:
+            for name, sel in REAL_SEGS.items():
+                cpu.set_segment(name, sel, sel << 4, 0xFFFF, 0x9B if name == "cs" else 0x93)
+            eip = addr - 0x10000
         for i, v in enumerate(regs):
             st["regs"][i] = v
         cpu.set_reg("eflags", flags)
-        cpu.set_reg("eip", addr)
+        cpu.set_reg("eip", eip)
         cpu.flush_tlb()
         cpu.run(100000)
         p_exc = int(st["exc_vector"]) if cpu.exit_reason == 5 else None
@@ -302,11 +335,13 @@ class Harness:
         uc.mem_write(0, img.tobytes())
         uc.mem_write(addr, full)
         uc.ctl_remove_cache(CODE, CODE + 0x1000)
-        uc.reg_write(X.UC_X86_REG_CR3, PD)
+        if self.mode == "pm":
+            uc.reg_write(X.UC_X86_REG_CR3, PD)
         for r, v in zip(self.regs, regs):
             uc.reg_write(r, v)
         uc.reg_write(X.UC_X86_REG_EFLAGS, flags)
-        uc.reg_write(X.UC_X86_REG_CR2, 0)
+        if self.mode == "pm":
+            uc.reg_write(X.UC_X86_REG_CR2, 0)
         self.intr = []
         u_exc = None
         try:
@@ -348,7 +383,7 @@ class Harness:
             a, b = cpu.get_reg("cr2"), uc.reg_read(X.UC_X86_REG_CR2)
             if a != b:
                 diffs.append(f"cr2 pyv86={a:#x} unicorn={b:#x}")
-        umem = np.frombuffer(uc.mem_read(0, RAM), np.uint8)
+        umem = np.frombuffer(uc.mem_read(0, self.ram_size), np.uint8)
         bad = np.nonzero(umem != self.mem.ram)[0]
         if len(bad):
             a = int(bad[0])
@@ -356,11 +391,11 @@ class Harness:
         return diffs
 
     def disasm(self, code):
-        return "; ".join(self.fmt.format(i) for i in self.Decoder(32, code, ip=0))
+        return "; ".join(self.fmt.format(i) for i in self.Decoder(32 if self.mode == "pm" else 16, code, ip=0))
 
 
-def run(cases, seed, groups=None, verbose=False, max_report=10, out=sys.stdout):
-    h = Harness(seed)
+def run(cases, seed, groups=None, verbose=False, max_report=10, out=sys.stdout, mode="pm"):
+    h = Harness(seed, mode)
     groups = groups or list(GROUPS)
     stats = {g: [0, 0] for g in groups}
     failures = []
@@ -369,6 +404,8 @@ def run(cases, seed, groups=None, verbose=False, max_report=10, out=sys.stdout):
         g = groups[i % len(groups)]
         code, regs, flags, undef, mn = h.gen_case(g)
         diffs = h.compare(code, regs, flags, undef)
+        if g == "seg":
+            h.need_new_uc = True    # segment registers changed: start the next case afresh
         stats[g][0] += 1
         if diffs:
             stats[g][1] += 1
@@ -388,10 +425,19 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--group", action="append", choices=list(GROUPS))
     ap.add_argument("-v", "--verbose", action="store_true")
+    ap.add_argument("--mode", choices=["pm", "real", "both"], default="both",
+                    help="protected mode with paging, real mode, or both (half the cases each)")
     a = ap.parse_args(argv)
-    r = run(a.cases, a.seed, a.group, a.verbose, max_report=50)
-    for g, (n, bad) in r["groups"].items():
-        print(f"{g:14s} {n:8d} cases {bad:6d} mismatches")
+    modes = ["pm", "real"] if a.mode == "both" else [a.mode]
+    total = {"cases": 0, "mismatches": 0, "groups": {}, "seconds": 0.0}
+    for i, mode in enumerate(modes):
+        r = run(a.cases // len(modes), a.seed + i, a.group, a.verbose, max_report=50, mode=mode)
+        print(f"[{mode}]")
+        for g, (n, bad) in r["groups"].items():
+            print(f"  {g:14s} {n:8d} cases {bad:6d} mismatches")
+        for k in ("cases", "mismatches", "seconds"):
+            total[k] += r[k]
+    r = total
     print(f"total {r['cases']} cases, {r['mismatches']} mismatches, {r['seconds']:.1f} s "
           f"(seed {a.seed})")
     return 1 if r["mismatches"] else 0

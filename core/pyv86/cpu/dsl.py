@@ -440,7 +440,14 @@ class Emitter:
         self.set_flags_word(self.flags())
 
     def get_cf(self) -> V:
-        return (self.flags() & 1).ne(0)
+        """CF without materialising all flags (lazy op ranges: see CC_BASES / cc_code)."""
+        op = self.lget("cc_op")
+        res, s1, s2 = self.lget("cc_res"), self.lget("cc_src1"), self.lget("cc_src2")
+        ef = self.lget("eflags")
+        return self.sel(op.eq(0), (ef & 1).ne(0),
+                        self.sel(op.ult(cc_code("SUB", 8)), res.ult(s1),
+                                 self.sel(op.ult(cc_code("LOGIC", 8)), s1.ult(s2),
+                                          self.sel(op.ult(cc_code("INC", 8)), self.c(0, 1), (s2 & 1).ne(0)))))
 
     def flag(self, bit) -> V:
         return (self.flags() & bit).ne(0)
