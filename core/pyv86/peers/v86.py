@@ -105,9 +105,10 @@ def node_binary() -> str:
     return path
 
 
-def check_host(bios_dir: Path = SEABIOS_DIR) -> str:
+def check_host(bios_dir: Path | None = None) -> str:
     """The node binary, after checking SeaBIOS; raises V86Error naming what is missing."""
     node = node_binary()
+    bios_dir = SEABIOS_DIR if bios_dir is None else bios_dir
     for name in BIOS_FILES:
         if not (bios_dir / name).is_file():
             raise V86Error(f"v86 peer: {bios_dir / name}: missing; v86 ships no BIOS, "
@@ -279,10 +280,12 @@ class V86Guest:
         return self._proc is not None and self._proc.poll() is not None and \
             not any(t.is_alive() for t in self._threads)
 
-    def wait_for(self, pattern: str | re.Pattern[str], timeout_s: float, start: int = 0) -> re.Match[str]:
+    def wait_for(self, pattern: str | re.Pattern[str], timeout_s: float, start: int = 0,
+                 what: str | None = None) -> re.Match[str]:
         """Wait until ``pattern`` (a literal or a regex) appears in the console at or after
         character ``start``; raises V86Error with the console tail on timeout or exit."""
         regex = pattern if isinstance(pattern, re.Pattern) else re.compile(re.escape(pattern))
+        what = what or repr(pattern if isinstance(pattern, str) else regex.pattern)
         deadline = time.monotonic() + timeout_s
         with self._cond:
             while True:
@@ -297,12 +300,13 @@ class V86Guest:
                     why = (f"v86 exited with status {self._proc.returncode if self._proc else '?'}"
                            f" ({self._errors[-1] if self._errors else 'no message'})" if exited
                            else f"not seen within {timeout_s:.0f} s")
-                    raise V86Error(f"{self.name}: {regex.pattern!r} {why}; console tail:\n{tail}")
+                    raise V86Error(f"{self.name}: {what} {why}; console tail:\n{tail}")
                 self._cond.wait(min(remaining, 0.5))
 
     def wait_ready(self, timeout_s: float = 300) -> float:
         """Seconds from process start until the marker line appeared on the console."""
-        self.wait_for(re.compile(rf"^{re.escape(self.marker)}\r?$", re.M), timeout_s)
+        self.wait_for(re.compile(rf"^{re.escape(self.marker)}\r?$", re.M), timeout_s,
+                      what=f"marker line {self.marker!r}")
         with self._cond:
             while self.marker_figures is None and not self._exited():
                 self._cond.wait(0.5)  # the runner's figures follow the line within milliseconds
