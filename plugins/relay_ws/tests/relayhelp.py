@@ -304,3 +304,63 @@ def parse_dhcp_reply(frame: bytes, xid: int) -> dict[str, object] | None:
             out["server"] = ".".join(map(str, value))
         i += 2 + n
     return out
+
+
+# -- a LAN with DHCP inside a namespace: bridge + dnsmasq + a relay uplinked to a TAP -------------
+def require_dnsmasq() -> str:
+    path = shutil.which("dnsmasq") or ("/usr/sbin/dnsmasq" if os.path.exists("/usr/sbin/dnsmasq") else None)
+    if path is None:
+        pytest.fail("this test needs dnsmasq: apt-get install dnsmasq-base")
+    return path
+
+
+class DhcpLan:
+    """In a fresh namespace: bridge ``br`` (10.78.0.1/24) with dnsmasq handing out
+    10.78.0.50-99, and ``pyv86 relay serve --port 8086 --tap ... --bridge br``.
+    Clients inside the namespace reach the relay at ws://127.0.0.1:8086/."""
+
+    URL = "ws://127.0.0.1:8086/"
+
+    def __init__(self, netns: Namespaces, tmp: str) -> None:
+        import sys
+
+        try:
+            import pyv86_relay_tap  # noqa: F401
+        except ImportError:
+            pytest.fail("this test needs the pyv86-relay-tap plugin: pip install -e plugins/relay_tap")
+        dnsmasq = require_dnsmasq()
+        pyv86 = os.path.join(os.path.dirname(sys.executable), "pyv86")
+        self.ns = ns = netns.add("dh")
+        br, tap = netns.ifname("t7br"), netns.ifname("t7up")
+        sh("ip", "-n", ns, "link", "add", br, "type", "bridge")
+        sh("ip", "-n", ns, "addr", "add", "10.78.0.1/24", "dev", br)
+        sh("ip", "-n", ns, "link", "set", br, "up")
+        self.relay = netns.popen(ns, pyv86, "relay", "serve", "--port", "8086", "--tap", tap,
+                                 "--bridge", br, stderr=subprocess.PIPE, text=True)
+        self.announce = self.relay.stderr.readline()
+        self.leases = os.path.join(tmp, "leases")
+        self.dnsmasq = netns.popen(ns, dnsmasq, "--no-daemon", "--conf-file=/dev/null", f"--interface={br}",
+                                   "--bind-interfaces", "--except-interface=lo", "--port=0",
+                                   "--dhcp-range=10.78.0.50,10.78.0.99,255.255.255.0,1h",
+                                   f"--dhcp-leasefile={self.leases}",
+                                   f"--pid-file={os.path.join(tmp, 'dnsmasq.pid')}",
+                                   "--user=root", "--group=root", "--log-dhcp",
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert wait_for(lambda: self.dnsmasq.poll() is not None or
+                        ":67 " in sh("ip", "netns", "exec", ns, "ss", "-Huln").stdout, 10)
+        assert self.dnsmasq.poll() is None, self.dnsmasq.stdout.read() if self.dnsmasq.stdout else ""
+
+    def lease_text(self) -> str:
+        try:
+            with open(self.leases) as fh:
+                return fh.read()
+        except FileNotFoundError:
+            return ""
+
+    def stats(self) -> dict:  # type: ignore[type-arg]
+        import json
+        import sys
+
+        out = sh("ip", "netns", "exec", self.ns, sys.executable, "-c",
+                 "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:8086/stats').read().decode())")
+        return json.loads(out.stdout)
