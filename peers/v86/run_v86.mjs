@@ -113,6 +113,25 @@ function sampleInstructions() {
     return instructions;
 }
 
+// Linux scheduler figures: CPU time of the main thread (where v86 runs the guest; V8 compiles
+// and collects garbage on other threads) and how long all threads waited for a CPU while
+// runnable (large on a loaded machine: the wall time is then not v86's own).
+function schedFigures() {
+    try {
+        let waited = 0;
+        let main = null;
+        for (const tid of fs.readdirSync("/proc/self/task")) {
+            const [run, wait] = fs.readFileSync(`/proc/self/task/${tid}/schedstat`, "utf8").split(" ").map(Number);
+            waited += wait;
+            if (Number(tid) === process.pid) main = run;
+        }
+        return { main_thread_cpu_s: main === null ? null : +(main / 1e9).toFixed(3),
+                 cpu_wait_s: +(waited / 1e9).toFixed(3) };
+    } catch {
+        return { main_thread_cpu_s: null, cpu_wait_s: null };
+    }
+}
+
 function figures(extra = {}) {
     const cpu = process.cpuUsage();
     const now = performance.now();
@@ -123,6 +142,7 @@ function figures(extra = {}) {
         instructions: sampleInstructions(),
         user_cpu_s: +(cpu.user / 1e6).toFixed(3),
         system_cpu_s: +(cpu.system / 1e6).toFixed(3),
+        ...schedFigures(),
         v86_version: V86_VERSION,
         jit: !args["no-jit"],
         ...extra,
@@ -140,7 +160,9 @@ function finish(status, reason) {
     if (finished) return;
     finished = true;
     say(`exit ${JSON.stringify(figures({ reason, status }))}`);
-    try { emulator && emulator.destroy(); } catch { /* exiting anyway */ }
+    try {
+        if (emulator) Promise.resolve(emulator.destroy()).catch(() => { /* exiting anyway */ });
+    } catch { /* exiting anyway */ }
     // stdout may still hold console bytes; exit once it has drained.
     process.stdout.write("", () => process.exit(status));
     setTimeout(() => process.exit(status), 2000).unref();
@@ -186,10 +208,11 @@ process.stdin.on("error", () => { /* no stdin: nothing to forward */ });
 process.on("SIGTERM", () => finish(0, "SIGTERM"));
 process.on("SIGINT", () => finish(0, "SIGINT"));
 process.on("uncaughtException", (e) => { say(`error: ${e.stack || e}`); finish(4, "emulator error"); });
+process.on("unhandledRejection", (e) => { say(`error: ${e && e.stack || e}`); finish(4, "emulator error"); });
 
 if (timeoutS > 0) {
     setTimeout(() => {
-        if (!markerSeen || args["exit-on-marker"]) {
+        if (!markerSeen) {
             say(`error: marker ${JSON.stringify(markerLine)} not seen within ${timeoutS} s`);
             finish(3, "timeout");
         }

@@ -15,7 +15,7 @@ const { values: args } = parseArgs({
 const mode = process.env.FAKE_V86_MODE || "ok";
 const figures = (extra = {}) => JSON.stringify({
     marker: args.marker, wall_s: 0.5, emulator_s: 0.4, instructions: 5000000000,
-    user_cpu_s: 1.25, system_cpu_s: 0.05, v86_version: "0.0.0-fake", jit: !args["no-jit"], ...extra });
+    user_cpu_s: 1.25, system_cpu_s: 0.05, main_thread_cpu_s: 1.0, cpu_wait_s: 2.5, v86_version: "0.0.0-fake", jit: !args["no-jit"], ...extra });
 
 if (mode === "crash") {
     process.stderr.write("v86-runner: error: fake crash before the marker\n");

@@ -173,7 +173,8 @@ def test_boot_to_marker_returns_the_benchmark_figures(fake_peer: Path, image: tu
     assert result["instructions"] == 5_000_000_000 and result["user_cpu_s"] == 1.25
     assert result["guest_uptime_s"] == 1.5
     assert result["mips"] == round(5e9 / result["seconds"] / 1e6, 2)
-    assert result["status"] == "ok (v86 0.0.0-fake, JIT, user CPU 1.2 s)"
+    assert result["main_thread_cpu_s"] == 1.0 and result["cpu_wait_s"] == 2.5
+    assert result["status"] == "ok (v86 0.0.0-fake, JIT, user CPU 1.2 s, main thread 1.0 s, 2 s waiting for a CPU)"
     assert "--exit-on-marker" in result["command"]
 
 

@@ -380,8 +380,11 @@ def boot_to_marker(kernel: Path, initrd: Path, cmdline: str = DEFAULT_CMDLINE, t
 
     ``seconds`` is host wall time from process start to the marker line (as for QEMU);
     ``user_cpu_s``/``system_cpu_s`` are the Node.js process's CPU time until then (all its
-    threads: v86 compiles wasm on V8's background threads); ``instructions`` is v86's own
-    guest instruction counter. Never raises: a peer that cannot run says why in ``status``.
+    threads: v86 compiles wasm on V8's background threads); ``main_thread_cpu_s`` is the
+    thread that runs the guest (on an idle machine the wall time is close to it);
+    ``cpu_wait_s`` is how long its threads were runnable but waiting for a CPU (a loaded
+    host inflates the wall time by about that much); ``instructions`` is v86's own guest
+    instruction counter. Never raises: a peer that cannot run says why in ``status``.
     """
     result: dict[str, Any] = {"seconds": None, "instructions": None, "mips": None,
                               "user_cpu_s": None, "system_cpu_s": None, "guest_uptime_s": None}
@@ -400,15 +403,18 @@ def boot_to_marker(kernel: Path, initrd: Path, cmdline: str = DEFAULT_CMDLINE, t
         result["status"] = str(exc).splitlines()[0]
         return result
     figures = guest.marker_figures or {}
-    for key in ("instructions", "user_cpu_s", "system_cpu_s", "wall_s", "v86_version", "jit"):
+    for key in ("instructions", "user_cpu_s", "system_cpu_s", "main_thread_cpu_s", "cpu_wait_s",
+                "wall_s", "v86_version", "jit"):
         result[key] = figures.get(key)
     if result["instructions"] and result["seconds"]:
         result["mips"] = round(result["instructions"] / result["seconds"] / 1e6, 2)
     m = re.search(r"pyv86-init: ready after ([0-9.]+) s of guest uptime", guest.output)
     result["guest_uptime_s"] = float(m.group(1)) if m else None
-    cpu = result["user_cpu_s"]
+    cpu, main, wait = result["user_cpu_s"], result["main_thread_cpu_s"], result["cpu_wait_s"]
     result["status"] = (f"ok (v86 {result.get('v86_version')}, {'JIT' if jit else 'interpreter'}"
-                        + (f", user CPU {cpu:.1f} s" if cpu is not None else "") + ")")
+                        + (f", user CPU {cpu:.1f} s" if cpu is not None else "")
+                        + (f", main thread {main:.1f} s" if main is not None else "")
+                        + (f", {wait:.0f} s waiting for a CPU" if wait is not None else "") + ")")
     return result
 
 
