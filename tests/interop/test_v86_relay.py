@@ -75,7 +75,8 @@ def booted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Booted]:
                                     prefix=lan.netns_prefix, name=name)
             guests[name].start()
         for guest in guests.values():
-            guest.wait_ready(BOOT_TIMEOUT_S)
+            ready = guest.wait_ready(BOOT_TIMEOUT_S)
+            print(f"{guest.name}: {guest.marker} after {ready:.1f} s: {guest.marker_figures}")
         yield Booted(lan, guests)
     except V86Error as exc:
         pytest.fail(f"{exc}\n--- dnsmasq log tail:\n{lan.dnsmasq_log()[-1500:]}")
