@@ -76,6 +76,7 @@ def test_timeout_exit_status_and_message(session, capsys):
 @pytest.mark.parametrize("command, output, status", [
     ("echo hello", b"hello\n", 0),
     ("false", b"", 1),
+    ("echo bye; exit 3", b"bye\n", 3),
     ("exit_code() { return 7; }; exit_code", b"", 7),
     ("printf 'a\\tb\\n'", b"a\tb\n", 0),
     ("echo \"it's\" 'quoted \"twice\"'", b"it's quoted \"twice\"\n", 0),

@@ -11,8 +11,8 @@
   and stops the machine with its exit status.
 
 How ``--exec`` finds the output: it types one line,
-``echo @PYV86-S$((K))@; eval "$(printf '%b' 'CMD')"; echo @PYV86-E$((K+1))@$?`` with a
-random K. The echo of the typed line shows ``$((K))`` unexpanded, so the markers the
+``echo @PYV86-S$((K))@; (eval "$(printf '%b' 'CMD')"); echo @PYV86-E$((K+1))@$?`` with a
+random K (the subshell lets ``exit N`` end the command, not the guest's shell). The echo of the typed line shows ``$((K))`` unexpanded, so the markers the
 shell *prints* (``@PYV86-SK@`` ... ``@PYV86-E<K+1>@<status>``) can only come from running
 it; what lies between them is the command's output (CRLF turned back into LF). Newlines
 and backslashes in CMD travel as ``printf %b`` escapes, so the line stays one line.
@@ -44,7 +44,7 @@ def shell_line(command: str, key: int) -> bytes:
     """The line typed for ``--exec``: start marker, the command through eval, end marker."""
     escaped = command.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
     escaped = escaped.replace("'", "'\\''")
-    line = (f"echo @PYV86-S$(({key}))@; eval \"$(printf '%b' '{escaped}')\"; "
+    line = (f"echo @PYV86-S$(({key}))@; (eval \"$(printf '%b' '{escaped}')\"); "
             f"echo @PYV86-E$(({key}+1))@$?\n")
     return line.encode("utf-8", "surrogateescape")
 
