@@ -242,3 +242,111 @@ def test_request_stop_from_a_device_callback():
     load(cpu, mem, bytes.fromhex("e680" + "40" * 10))
     n = cpu.run(1000)
     assert n == 1 and cpu.get_reg("eax") == 0
+
+
+def test_sysenter_sysexit_round_trip():
+    cpu, mem, _ = flat_cpu()
+    code = ("b974010000" "b810000000" "31d2" "0f30" "b975010000" "b800000800" "0f30"
+            "b976010000" "b800101000" "0f30" "b900000700" "ba00201000" "0f35")
+    mem.write(0x102000, bytes.fromhex("0f34"))
+    mem.write(0x101000, bytes.fromhex("89e3" "8cc8" "b900000600" "ba10201000" "0f35"))
+    mem.write(0x102010, bytes.fromhex("ebfe"))
+    load(cpu, mem, bytes.fromhex(code))
+    cpu.run(100)
+    assert cpu.get_reg("cpl") == 3 and cpu.get_reg("cs") == 0x23 and cpu.get_reg("ss") == 0x2B
+    assert cpu.get_reg("ebx") == 0x80000 and cpu.get_reg("eax") & 0xFFFF == 0x10
+    assert cpu.get_reg("esp") == 0x60000 and cpu.get_reg("eip") == 0x102010
+
+
+def test_popf_iopl_and_if_rules_by_privilege():
+    cpu, mem, _ = flat_cpu()
+    cpu.state["exc_exit"] = 1
+    ring0 = ("6802320000" "9d" "9c" "5a" "6802000000" "9d"      # ring 0 may set IOPL and IF
+             "6a2b" "6800000700" "6a02" "6a23" "6800201000" "cf")
+    mem.write(0x102000, bytes.fromhex("9c" "58" "0d00320000" "50" "9d" "9c" "5b" "fa"))
+    load(cpu, mem, bytes.fromhex(ring0))
+    cpu.run(100)
+    assert cpu.get_reg("edx") & 0x3200 == 0x3200
+    assert cpu.get_reg("cpl") == 3
+    assert cpu.get_reg("ebx") & 0x3200 == 0                 # ring 3, IOPL 0: both ignored
+    assert int(cpu.state["exc_vector"]) == 13 and cpu.get_reg("eip") == 0x10200B   # cli -> #GP
+
+
+def test_far_call_and_retf():
+    cpu, mem, _ = flat_cpu()
+    mem.write(0x101000, bytes.fromhex("b801000000" "cb"))
+    load(cpu, mem, bytes.fromhex("9a00101000" "1000" "f4"))
+    cpu.run(100)
+    assert cpu.get_reg("eax") == 1 and cpu.halted
+    assert cpu.get_reg("eip") == 0x100008 and cpu.get_reg("esp") == 0x90000
+
+
+def test_lar_lsl_verr():
+    cpu, mem, _ = flat_cpu()
+    load(cpu, mem, bytes.fromhex("66b81800" "0f02d8" "0f03c8" "0f00e0" "9c" "5a" "f4"))
+    cpu.run(100)
+    assert cpu.get_reg("ebx") == 0x00C09300
+    assert cpu.get_reg("ecx") == 0xFFFFFFFF
+    assert cpu.get_reg("edx") & 0x40                        # verr: readable -> ZF
+
+
+def test_pse_4m_page_and_global_page_survives_cr3_reload():
+    cpu, mem, _ = flat_cpu()
+    pd = 0x10000
+    mem.write_u32(pd + 4 * 0, 0x00000183)                  # 4 MiB identity, global
+    mem.write_u32(pd + 4 * 0x300, 0x00000083)              # 0xC0000000 -> 0 (4 MiB, not global)
+    cpu.set_reg("cr3", pd)
+    cpu.set_reg("cr4", 0x90)                              # PSE | PGE
+    cpu.set_reg("cr0", 0x80000011)
+    code = ("c70500300000" "78563412"                       # mov [0x3000], 0x12345678
+            "a1003000c0"                                    # mov eax, [0xC0003000]
+            "0f20db" "0f22db"                               # mov ebx, cr3; mov cr3, ebx
+            "f4")
+    load(cpu, mem, bytes.fromhex(code))
+    cpu.run(100)
+    assert cpu.get_reg("eax") == 0x12345678
+    assert mem.read_u32(pd) & 0x60 == 0x60                  # accessed + dirty on the 4 MiB PDE
+    assert mem.read_u32(pd + 4 * 0x300) & 0x60 == 0x20      # read only: accessed, not dirty
+    tags = cpu.state["tlb_tag"]
+    assert any(int(t) == 0x100001 for t in tags)            # global code page kept after CR3 load
+    assert not any(int(t) == 0xC0003001 for t in tags)      # non-global entry flushed
+
+
+def test_real_mode_software_interrupt_through_ivt_and_iret():
+    cpu, mem, _ = flat_cpu()
+    cpu.reset()
+    cpu.set_segment("cs", 0x1000, 0x10000, 0xFFFF, 0x9B)
+    cpu.set_segment("ss", 0x0000, 0, 0xFFFF, 0x93)
+    cpu.set_reg("esp", 0x7000)
+    cpu.set_reg("eip", 0)
+    mem.write(0x10 * 4, struct.pack("<HH", 0x0100, 0x2000))       # int 10h -> 2000:0100
+    mem.write(0x20100, bytes.fromhex("bb3412" "cf"))               # mov bx, 1234h; iret
+    mem.write(0x10000, bytes.fromhex("fb" "cd10" "b90100" "f4"))   # sti; int 10h; mov cx, 1; hlt
+    cpu.run(100)
+    assert cpu.halted
+    assert cpu.get_reg("ebx") & 0xFFFF == 0x1234 and cpu.get_reg("ecx") & 0xFFFF == 1
+    assert cpu.get_reg("esp") == 0x7000 and cpu.get_reg("eflags") & 0x200   # IF restored by iret
+    assert mem.read_u16(0x7000 - 6) == 3                                    # pushed IP after int
+
+
+def test_invlpg_drops_a_stale_translation():
+    cpu, mem, _ = flat_cpu()
+    pd, pt = 0x10000, 0x11000
+    mem.write_u32(pd, pt | 3)
+    for i in range(1024):
+        mem.write_u32(pt + 4 * i, (i << 12) | 3)
+    mem.write_u32(0x5000, 0x55555555)
+    mem.write_u32(0x6000, 0x66666666)
+    cpu.set_reg("cr3", pd)
+    cpu.set_reg("cr0", 0x80000011)
+    code = ("a100500000"                          # mov eax, [0x5000]   (fills the TLB)
+            "c70514100100" "03600000"             # mov dword [0x11014], 0x6003  (PTE 5 -> page 6)
+            "8b1d00500000"                        # mov ebx, [0x5000]   (stale TLB: old page)
+            "0f013d00500000"                      # invlpg [0x5000]
+            "8b0d00500000"                        # mov ecx, [0x5000]   (new mapping)
+            "f4")
+    load(cpu, mem, bytes.fromhex(code))
+    cpu.run(100)
+    assert cpu.get_reg("eax") == 0x55555555
+    assert cpu.get_reg("ebx") == 0x55555555
+    assert cpu.get_reg("ecx") == 0x66666666

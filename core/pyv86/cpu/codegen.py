@@ -123,7 +123,7 @@ class Generator:
         if nb > 1:
             hit = hit & (lin & 0xFFF).ule(4096 - nb)
         out = e.var(bits)
-        with e.if_else(hit) as (t, o):
+        with e.if_else(hit, likely=True) as (t, o):
             with t:
                 phys = lin + e.lget("cp_delta")
                 out.set(V(e, e.b.load(e.ram_ptr(phys, bits), align=1)))
@@ -258,7 +258,8 @@ class Generator:
         pp = e.b.gep(attrs, [ir.Constant(I32, 0), (b | 0x200).v], inbounds=True)
         is_pfx = V(e, e.b.load(pp)).ne(0)
         pfx_sw = e.block("pfx_sw")
-        e.b.cbranch(is_pfx.v, pfx_sw, opc)
+        br = e.b.cbranch(is_pfx.v, pfx_sw, opc)
+        br.set_weights([1, 1000])
         e.b.position_at_end(pfx_sw)
         sw = e.b.switch(b.v, opc)
 

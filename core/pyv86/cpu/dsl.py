@@ -260,8 +260,8 @@ class Emitter:
             yield
 
     @contextmanager
-    def if_else(self, cond: V):
-        with self.b.if_else(cond.bool().v) as (then, other):
+    def if_else(self, cond: V, likely=None):
+        with self.b.if_else(cond.bool().v, likely=likely) as (then, other):
             yield then, other
 
     def while_(self, cond_fn, body_fn):
@@ -529,7 +529,7 @@ class Emitter:
         kind = self.cpl_kind() if kind is None else self.v(kind)
         hit, idx = self._tlb_hit(lin, size, kind)
         out = self.var(size)
-        with self.if_else(hit) as (then, other):
+        with self.if_else(hit, likely=True) as (then, other):
             with then:
                 phys = lin + self.sget("tlb_delta", idx)
                 out.set(V(self, self.b.load(self.ram_ptr(phys, size), align=1)))
@@ -541,7 +541,7 @@ class Emitter:
     def write_lin(self, lin: V, size: int, value: V, kind: V | None = None):
         kind = (self.cpl_kind() if kind is None else self.v(kind)) | 1
         hit, idx = self._tlb_hit(lin, size, kind)
-        with self.if_else(hit) as (then, other):
+        with self.if_else(hit, likely=True) as (then, other):
             with then:
                 phys = lin + self.sget("tlb_delta", idx)
                 self.b.store(self.v(value, size).v, self.ram_ptr(phys, size), align=1)
