@@ -12,7 +12,8 @@
 // stdout carries the guest's serial bytes only. Everything the runner says goes to stderr
 // as lines starting with "v86-runner: "; the one the Python side reads is
 //   v86-runner: marker {"marker": ..., "wall_s": ..., "emulator_s": ..., "instructions": ...,
-//                       "user_cpu_s": ..., "system_cpu_s": ...}
+//                       "user_cpu_s": ..., "system_cpu_s": ..., "main_thread_cpu_s": ...,
+//                       "cpu_wait_s": ...}
 // and, on every exit, the same object after "v86-runner: exit ".
 // Exit status: 0 marker seen (with --exit-on-marker) or stopped by SIGTERM/SIGINT/stdin EOF
 // with --quit-on-eof; 2 bad arguments or files; 3 timeout before the marker; 4 emulator error.
