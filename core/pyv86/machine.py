@@ -295,6 +295,15 @@ class Machine:
                 if self.netdevs and self._has_external_sources():
                     return self._wait(None, wall_deadline)
                 return False
+            if self.netdevs and self._has_external_sources():
+                # Connected to the outside: idle guest time passes in real time, so peers
+                # (DHCP servers, relays) get the time to answer that the guest's timeouts
+                # promise. A frame arriving ends the wait early; time moves by what passed.
+                start_wall, start_ns = time.monotonic(), self.clock.now
+                self._wait(deadline, wall_deadline)
+                elapsed = int((time.monotonic() - start_wall) * 1e9)
+                self.clock.advance_to(min(deadline, start_ns + elapsed) if self._pending else deadline)
+                return True
             self.clock.advance_to(deadline)
             return True
         if deadline is None:
@@ -302,6 +311,7 @@ class Machine:
         return self._wait(deadline, wall_deadline)
 
     def _has_external_sources(self) -> bool:
+        """True if a backend can deliver frames from outside this machine (not ``null:``)."""
         return any(getattr(b, "external", True) for b in self.netdevs.values())
 
     def _wait(self, deadline: int | None, wall_deadline: float | None) -> bool:
