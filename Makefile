@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PLUGIN_DIRS := $(wildcard plugins/*/pyproject.toml) $(wildcard examples/plugins/*/pyproject.toml)
 MACHINE ?= examples/machines/default.toml
 
-.PHONY: install install-test run test guest clean
+.PHONY: install install-test run test guest passt clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -20,7 +20,14 @@ install-test: install
 guest: install
 	$(BIN)/pyv86 guest build
 
-run: install
+# the default machine's network is passt (user-mode networking); install it when missing
+passt:
+	@command -v passt >/dev/null 2>&1 || { \
+	    echo "make: installing Debian's passt (user-mode networking for the default machine)"; \
+	    SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	    $$SUDO apt-get install -y -q --no-install-recommends passt >/dev/null; }
+
+run: guest passt
 	$(BIN)/pyv86 run $(MACHINE)
 
 test: install-test
