@@ -8,6 +8,9 @@ MACHINE ?= examples/machines/default.toml
 .PHONY: install install-test run test guest passt clean
 
 $(BIN)/python:
+	@$(PY) -m venv --help >/dev/null 2>&1 && $(PY) -c 'import ensurepip' 2>/dev/null || { \
+	    echo "make: installing Debian's python3-venv"; SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	    $$SUDO apt-get install -y -q python3-venv >/dev/null; }
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip setuptools wheel
 
