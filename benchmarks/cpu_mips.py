@@ -79,10 +79,11 @@ def bench_pyv86(code, paging):
         cpu.set_reg("cr0", 0x80000011)
     cpu.set_reg("eip", CODE)
     t0 = time.perf_counter()
+    c0 = time.process_time()
     n = 0
     while not cpu.halted:
         n += cpu.run(2_000_000)
-    return n, time.perf_counter() - t0
+    return n, time.perf_counter() - t0, time.process_time() - c0
 
 
 def bench_unicorn(code):
@@ -91,8 +92,9 @@ def bench_unicorn(code):
     uc.mem_map(0, RAM)
     uc.mem_write(CODE, code)
     t0 = time.perf_counter()
+    c0 = time.process_time()
     uc.emu_start(CODE, CODE + len(code) - 1)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def main(argv=None):
@@ -103,24 +105,30 @@ def main(argv=None):
     progs = programs(max(1, a.insns // 7))
     res = {}
     for name, (code, count, nbytes) in progs.items():
-        n, t = bench_pyv86(code, False)
-        _, tp = bench_pyv86(code, True)
-        tu = bench_unicorn(code)
+        n, t, ct = bench_pyv86(code, False)
+        _, tp, _ = bench_pyv86(code, True)
+        tu, ctu = bench_unicorn(code)
         res[name] = {"instructions": count, "pyv86_retired": n, "pyv86_mips": count / t / 1e6,
-                     "pyv86_paging_mips": count / tp / 1e6, "unicorn_mips": count / tu / 1e6}
+                     "pyv86_paging_mips": count / tp / 1e6, "unicorn_mips": count / tu / 1e6,
+                     "pyv86_cpu_time_mips": count / max(ct, 1e-9) / 1e6,
+                     "unicorn_cpu_time_mips": count / max(ctu, 1e-9) / 1e6}
         if nbytes:
             res[name]["pyv86_MBps"] = nbytes / t / 1e6
             res[name]["unicorn_MBps"] = nbytes / tu / 1e6
     simple = res["regloop"]
     out = {"pyv86_mips": simple["pyv86_mips"], "unicorn_mips": simple["unicorn_mips"],
-           "ratio": simple["pyv86_mips"] / simple["unicorn_mips"], "programs": res}
+           "ratio": simple["pyv86_mips"] / simple["unicorn_mips"],
+           "pyv86_cpu_time_mips": simple["pyv86_cpu_time_mips"],
+           "unicorn_cpu_time_mips": simple["unicorn_cpu_time_mips"], "programs": res}
     if a.json:
         print(json.dumps(out))
         return 0
-    print(f"{'program':10s} {'pyv86':>10s} {'pyv86+pg':>10s} {'unicorn':>10s} {'ratio':>7s}   (MIPS)")
+    print(f"{'program':10s} {'pyv86':>10s} {'pyv86+pg':>10s} {'unicorn':>10s} {'ratio':>7s}"
+          f" {'pyv86 cpu':>10s} {'unicorn cpu':>11s}   (MIPS; 'cpu' = per CPU-second)")
     for name, r in res.items():
         print(f"{name:10s} {r['pyv86_mips']:10.1f} {r['pyv86_paging_mips']:10.1f} {r['unicorn_mips']:10.1f} "
-              f"{r['pyv86_mips'] / r['unicorn_mips']:7.2f}"
+              f"{r['pyv86_mips'] / r['unicorn_mips']:7.2f} {r['pyv86_cpu_time_mips']:10.1f} "
+              f"{r['unicorn_cpu_time_mips']:11.1f}"
               + (f"   copy: pyv86 {r['pyv86_MBps']:.0f} MB/s, unicorn {r['unicorn_MBps']:.0f} MB/s"
                  if "pyv86_MBps" in r else ""))
     _ = np

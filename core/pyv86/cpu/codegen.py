@@ -41,6 +41,7 @@ class Insn:
         self.a32 = d["a32"].get()
         self.rep = d["rep"].get()
         self.dseg = d["dseg"].get()
+        self.esp_base = d["esp_base"].get()
         self.in_run = True
 
     def fetch(self, bits) -> V:
@@ -174,7 +175,7 @@ class Generator:
         self.tsc0 = e.var(64)
         dec = self.dec = {k: e.var(b) for k, b in (("mod", 32), ("reg", 32), ("rm", 32), ("is_mem", 1),
                                                     ("ea", 32), ("seg", 32), ("imm", 32), ("a32", 1),
-                                                    ("rep", 32), ("dseg", 32), ("o32", 1), ("segovr", 32),
+                                                    ("rep", 32), ("dseg", 32), ("o32", 1), ("segovr", 32), ("esp_base", 1),
                                                     ("npfx", 32), ("op", 32))}
         loop = e.block("loop")
         e.exit_bb = e.block("exit")
@@ -289,6 +290,7 @@ class Generator:
         ovr = dec["segovr"].get()
         dec["dseg"].set(e.sel(ovr.eq(-1), e.c(S.DS), ovr))
         dec["is_mem"].set(e.c(0, 1))
+        dec["esp_base"].set(e.c(0, 1))
         dec["ea"].set(e.c(0))
         dec["seg"].set(e.c(S.DS))
         with e.if_((attr & ATTR_MODRM).ne(0)):
@@ -370,6 +372,7 @@ class Generator:
                             with rb:
                                 ea.set(e.reg(base))
                                 use_ss.set(base.eq(4) | base.eq(5))
+                                dec["esp_base"].set(base.eq(4))
                         with e.if_(index.ne(4)):
                             ea.set(ea.get() + (e.reg(index) << scale))
                     with nosib:

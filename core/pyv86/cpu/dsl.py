@@ -393,6 +393,8 @@ class Emitter:
 
     def set_reg(self, num, value, size=32):
         value = self.v(value, size)
+        if value.bits > size:
+            value = value.tr(size)
         if size == 32:
             self.sset("regs", value, num)
             return

@@ -288,8 +288,6 @@ for _c in range(16):
         cond = e.cond(c)
         with e.if_(cond):
             e.set_reg(I.reg, v, I.osize)
-        if I.osize == 32:
-            pass
     defop(0x140 + _c, "cmovcc", _cmov, modrm=True)
 
     def _setcc(I, c=_c):
@@ -325,11 +323,6 @@ def _cwd(I):
     e = I.e
     s = I.osize
     e.set_reg(2, e.reg(0, s).sar(s - 1), s)
-
-
-@op(0x1C8 + 0, "bswap")
-def _bswap0(I):
-    pass
 
 
 for _r in range(8):
@@ -375,16 +368,10 @@ def _push_ib(I):
 def _pop_ev(I):
     e = I.e
     v = e.pop_peek(I.osize)
-    # the address is computed with the incremented esp when esp is the base (rare); ignored
-    old = e.reg(4)
+    # an ESP-based destination address uses the incremented ESP (like hardware and QEMU)
+    I.ea = I.ea + e.sel(I.esp_base, e.c(I.osize // 8), e.c(0))
+    rm_probe(I, I.osize)       # precise: a faulting store leaves esp unchanged
     e.pop_commit(I.osize // 8)
-    with e.if_else(I.is_mem) as (m, r):
-        with m:
-            # restore esp if the store faults: probe with the new esp in place
-            e.probe_write(I.seg, I.ea, I.osize)
-        with r:
-            pass
-    _ = old
     rm_write(I, I.osize, v)
 
 
@@ -822,30 +809,24 @@ def shld_shrd(I, right, cnt):
         c64 = cnt.zx(64)
         if size == 32:
             if not right:
-                w = (a.zx(64) << 32) | b.zx(64)
-                w2 = w << c64
+                w2 = ((a.zx(64) << 32) | b.zx(64)) << c64
                 r = (w2 >> 32).tr(32)
-                cf = (w2 >> 64 - 0 if False else (a.zx(64) >> (32 - c64))).tr(32) & 1
+                cf = (a.zx(64) >> (32 - c64)).tr(32) & 1
             else:
                 w = (b.zx(64) << 32) | a.zx(64)
-                w2 = w >> c64
-                r = w2.tr(32)
+                r = (w >> c64).tr(32)
                 cf = (w >> (c64 - 1)).tr(32) & 1
         else:
-            # 16-bit: operate on a 48-bit value a:b:a like the hardware (count <= 31)
+            # 16-bit with counts up to 31: shift the 48-bit value a:b:a (shld) / a:b:a from the
+            # low end (shrd), as the hardware and QEMU do
             if not right:
                 w = (a.zx(64) << 32) | (b.zx(64) << 16) | a.zx(64)
                 w2 = w << c64
                 r = (w2 >> 32).tr(16)
                 cf = (w2 >> 48).tr(32) & 1
             else:
-                w = (a.zx(64) << 32) | (b.zx(64) << 16) | a.zx(64)
-                w = (w << 16) >> 16
-                w = (b.zx(64) << 32) | (a.zx(64) << 16) | b.zx(64)
-                w = ((w & 0xFFFFFFFF) << 0) | (b.zx(64) << 32)
-                w = (a.zx(64)) | (b.zx(64) << 16) | (a.zx(64) << 32)
-                w2 = w >> c64
-                r = w2.tr(16)
+                w = a.zx(64) | (b.zx(64) << 16) | (a.zx(64) << 32)
+                r = (w >> c64).tr(16)
                 cf = (w >> (c64 - 1)).tr(32) & 1
         rz = r.zx(32)
         of = ((rz ^ a.zx(32)) >> (size - 1)) & 1
@@ -1024,9 +1005,6 @@ def bt_op(I, n, reg_offset: bool):
     else:
         off = I.imm.tr(8).zx(size)
     bit = off.zx(32) & (size - 1)
-    if n != 0:
-        if reg_offset:
-            pass
     val = e.var(size)
     addr = e.var(32)
     with e.if_else(I.is_mem) as (m, r):
@@ -1397,7 +1375,7 @@ def _string_body(I, kind, size, nb, a32):
             e.while_(lambda: cnt().ne(0) & it.get().ult(REP_CAP) & ~stop.get(), body)
             # iteration cap reached: restart the instruction (interruptible like hardware)
             with e.if_(cnt().ne(0) & ~stop.get()):
-                e.lset("eip", e.sget("insn_start") if not I.in_run else I.insn_start())
+                e.lset("eip", I.insn_start())
 
 
 def _io_chunk(I, kind, size, nb, one, it):
