@@ -401,33 +401,39 @@ def _popa(I):
 
 @op(0xC8, "enter", imm=IMM_W)
 def _enter(I):
+    """All memory accesses happen before ESP/EBP are committed (precise faults)."""
     e = I.e
     s = I.osize
     n = s // 8
     size = I.imm.tr(16).zx(32)
     level = I.fetch(8).zx(32) & 31
     ebp = e.reg(5)
-    e.push(ebp.tr(s), s)
-    frame = e.reg(4)
+    sp = e.var(32, e.reg(4))
+
+    def push_(v):
+        nsp = e.sp_add(sp.get(), -n)
+        e.write(S.SS, e.sp_eff(nsp), s, v)
+        sp.set(nsp)
+    push_(ebp.tr(s))
+    frame = sp.get()
     i = e.var(32, 1)
     bp = e.var(32, ebp)
 
     def body():
         newbp = e.sp_add(bp.get(), -n)
         bp.set(newbp)
-        v = e.read(S.SS, e.sp_eff(newbp), s)
-        e.push(v, s)
+        push_(e.read(S.SS, e.sp_eff(newbp), s))
         i.set(i.get() + 1)
     with e.if_(level.ugt(0)):
         e.while_(lambda: i.get().ult(level), body)
-        e.push(frame.tr(s), s)
-    # the final esp must be writable (precise #PF on big frames is approximated)
-    newsp = e.sp_add(e.reg(4), 0) - size
+        push_(frame.tr(s))
+    final = sp.get()
+    newsp = final - size
     if s == 32:
         e.set_reg(5, frame)
     else:
         e.set_reg(5, frame, 16)
-    e.set_reg(4, e.sel(e.stack32(), newsp, (e.reg(4) & 0xFFFF0000) | (newsp & 0xFFFF)))
+    e.set_reg(4, e.sel(e.stack32(), newsp, (final & 0xFFFF0000) | (newsp & 0xFFFF)))
 
 
 @op(0xC9, "leave")
@@ -1329,8 +1335,8 @@ def _string_body(I, kind, size, nb, a32):
             e.set_reg(0, v, size)
             adv(6)
         elif kind == "cmps":
+            b = e.read(S.ES, idx(7), size)      # ES:EDI first (the fault order QEMU uses)
             a = e.read(I.dseg, idx(6), size)
-            b = e.read(S.ES, idx(7), size)
             e.set_cc("SUB", size, a - b, a, b)
             adv(6)
             adv(7)
