@@ -22,10 +22,13 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-RECIPE = 1  # bump when the boot procedure below changes
+RECIPE = 2  # bump when the boot procedure below changes
 SAVED_MAC = "52:54:00:e2:e0:01"
 BASE_IP = "10.0.2.15"
 MEMORY = "128M"
+# Virtual: guest time = executed instructions, and idle time passes in real time while a
+# netdev is connected. Realtime mode loses PIT one-shots (notes: platform-bugs-from-e2e.md).
+CLOCK = "virtual"
 KERNEL = "vmlinuz"
 INITRD = "initramfs.cpio.gz"
 BOOT_TIMEOUT_S = 1500.0
@@ -51,11 +54,11 @@ def cmdline() -> str:
 
 def machine_text(name: str, url: str = "null:", *, pcap: str | None = None,
                  extra_state: str = "") -> str:
-    """Machine-file text of an e2e guest: 128 MiB, realtime clock, one ne2k-pci on ``url``."""
+    """Machine-file text of an e2e guest: 128 MiB, one ne2k-pci on ``url``."""
     kernel, initrd = guest_files()
     lines = [
         "version = 1", f'name = "{name}"',
-        "[machine]", f'memory = "{MEMORY}"', 'clock = "realtime"',
+        "[machine]", f'memory = "{MEMORY}"', f'clock = "{CLOCK}"',
         "[boot]", f'kernel = "{kernel}"', f'initrd = "{initrd}"', f'cmdline = "{cmdline()}"',
         "[device.net0]", 'type = "ne2k-pci"', 'netdev = "lan"', f'mac = "{SAVED_MAC}"',
         "[netdev.lan]", f'url = "{url}"',

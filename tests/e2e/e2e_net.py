@@ -88,8 +88,9 @@ def eui64_link_local(mac: str) -> str:
 
 def udhcpc(guest: Any, timeout: float = 90) -> str:
     """Ask for a DHCP lease on eth0 (busybox udhcpc); returns the leased address."""
-    out = guest.sh("udhcpc -i eth0 -n -q -t 6 -T 2 -x hostname:$(hostname) >/dev/null 2>&1; "
-                   "ip -4 addr show dev eth0", timeout=timeout)
+    # Debian's busybox looks for /etc/udhcpc/default.script; the image has the hook here:
+    out = guest.sh("ip -4 addr flush dev eth0; udhcpc -i eth0 -s /usr/share/udhcpc/default.script "
+                   "-n -q -t 6 -T 2 >/dev/null 2>&1; ip -4 addr show dev eth0", timeout=timeout)
     found = re.findall(r"inet (\d+\.\d+\.\d+\.\d+)/", out)
     assert found, f"{guest.name}: udhcpc left no IPv4 address on eth0:\n{out}"
     return found[-1]

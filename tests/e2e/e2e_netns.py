@@ -2,7 +2,7 @@
 
 Nothing here touches the host's own network: the namespace, its bridge, its TAP devices
 and dnsmasq are created by the test and removed at the end. Guests reach the bridge
-through ``tap:NAME?bridge=BR`` netdevs opened *inside* the namespace (the machine is built
+through ``tap:NAME`` netdevs opened *inside* the namespace and put on the bridge (the machine is built
 on a thread switched into it with :meth:`Lan.run_in`, so the TAP is created there), a
 ``hub:`` bridged in-process to such a TAP (:meth:`Lan.uplink_hub`), or a relay server
 running in the namespace.
@@ -127,15 +127,27 @@ class Lan:
             raise error[0]
         return box[0]
 
-    def tap_url(self) -> str:
-        return f"tap:e2etap{next(self._taps)}?bridge={self.bridge}"
+    def tap_name(self) -> str:
+        """A fresh TAP name; open ``tap:NAME`` inside the namespace, then :meth:`enslave` it.
+
+        (``tap:NAME?bridge=BR`` cannot be used from a thread that only switched its network
+        namespace: the backend looks the bridge up in /sys, which still shows the host's.)
+        """
+        return f"e2etap{next(self._taps)}"
+
+    def enslave(self, ifname: str) -> None:
+        """Put interface ``ifname`` (in the namespace) on the bridge and bring it up."""
+        self.ip("link", "set", ifname, "master", self.bridge)
+        self.ip("link", "set", ifname, "up")
 
     def uplink_hub(self, url: str) -> Any:
         """Join ``hub:`` URL ``url`` to the bridge through a TAP in the namespace (in-process)."""
         from pyv86.net.hub import open_hub
         from pyv86_relay_tap.tap import TapBackend
 
-        tap = self.run_in(lambda: TapBackend(self.tap_url(), None))
+        name = self.tap_name()
+        tap = self.run_in(lambda: TapBackend(f"tap:{name}", None))
+        self.enslave(name)
         port = open_hub(url, None)
         port.set_receiver(tap.send)
         tap.set_receiver(port.send)

@@ -30,6 +30,10 @@ def request_save(machine: Machine, path: str | Path, done: Done | None = None) -
     def save() -> None:
         from pyv86.state.snapshot import save_machine
 
+        # Pending work runs before the loop fires timers; a slice may have ended past a
+        # deadline. Fire those first: an image cannot record "due but not fired", and a
+        # device re-deriving its timer from the saved state would drop that event.
+        machine.scheduler.run_due()
         try:
             result = save_machine(machine, path)
         except StateError as exc:
