@@ -6,6 +6,14 @@ the next event while the CPU halts, so a run replays exactly. In **realtime** mo
 time follows the host's monotonic clock, which is what a guest talking to real peers
 (DHCP servers, relays) expects.
 
+In both modes the time devices see stands still while the CPU runs a slice: the machine
+calls :meth:`Clock.start_slice` before :meth:`CPU.run` and :meth:`Clock.advance_insns`
+after it. A virtual clock moves by the executed instructions at the slice's end; a
+realtime clock takes one sample of the host clock at the slice's start and follows the host
+again at its end (and whenever no slice runs: idle waits, code outside ``Machine.run``).
+The CPU's TSC starts each slice at that same instant, so a device never sees a time later
+than the guest's TSC, and two reads of ``now`` within one port access always agree.
+
 Events are ordered by (deadline, sequence number): two timers due at the same instant
 fire in the order they were armed, every time.
 """
@@ -22,30 +30,53 @@ NS_PER_S = 1_000_000_000
 class Clock:
     """Guest time in nanoseconds."""
 
-    def __init__(self, mode: str = "virtual", ns_per_insn: float = 1.0) -> None:
+    def __init__(self, mode: str = "virtual", ns_per_insn: float = 1.0,
+                 host_ns: Callable[[], int] = time.monotonic_ns) -> None:
         if mode not in ("virtual", "realtime"):
             raise ValueError(f"clock mode must be 'virtual' or 'realtime', not {mode!r}")
         self.mode = mode
         self.ns_per_insn = ns_per_insn
+        self._host_ns = host_ns  # the host's monotonic clock (tests pass a scripted one)
         self._virtual_ns = 0
         self._insn_remainder = 0.0
-        self._wall_start = time.monotonic_ns()
+        self._wall_start = host_ns()
         self._wall_offset = 0
+        self._held = False  # realtime: a slice runs, ``now`` is its start sample
 
     @property
     def now(self) -> int:
-        if self.mode == "realtime":
-            return max(self._virtual_ns, time.monotonic_ns() - self._wall_start + self._wall_offset)
+        if self.mode == "realtime" and not self._held:
+            return max(self._virtual_ns, self._host_ns() - self._wall_start + self._wall_offset)
         return self._virtual_ns
 
+    @property
+    def in_slice(self) -> bool:
+        """True between :meth:`start_slice` and the end of that slice (realtime mode)."""
+        return self._held
+
+    def start_slice(self) -> int:
+        """A CPU slice starts: hold ``now`` at this instant until it ends; returns it."""
+        if self.mode == "realtime":
+            self._held = False
+            self._virtual_ns = self.now
+            self._held = True
+        return self._virtual_ns
+
+    def follow_host(self) -> None:
+        """End a hold without a slice (realtime; a no-op in virtual mode)."""
+        if self._held:
+            self._held = False
+            self._virtual_ns = self.now
+
     def advance_insns(self, count: int) -> None:
-        """Account for ``count`` executed instructions."""
+        """Account for ``count`` executed instructions (this ends the slice)."""
         if self.mode == "virtual":
             total = count * self.ns_per_insn + self._insn_remainder
             whole = int(total)
             self._insn_remainder = total - whole
             self._virtual_ns += whole
         else:
+            self._held = False
             self._virtual_ns = self.now
 
     def advance_to(self, ns: int) -> None:
@@ -68,7 +99,8 @@ class Clock:
     def restore(self, saved: dict) -> None:
         self._virtual_ns = int(saved["now"])
         self._insn_remainder = 0.0
-        self._wall_start = time.monotonic_ns()
+        self._held = False
+        self._wall_start = self._host_ns()
         self._wall_offset = self._virtual_ns
 
 

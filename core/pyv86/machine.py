@@ -261,6 +261,7 @@ class Machine:
             budget = clock.insns_until(deadline, DEFAULT_SLICE)
             if max_instructions is not None:
                 budget = max(1, min(budget, max_instructions - executed_total))
+            clock.start_slice()  # devices see this instant for the whole slice (both modes)
             if cpu.tsc < clock.now:  # the TSC counts guest ns; catch up after idle jumps
                 cpu.tsc = clock.now
             try:
@@ -309,6 +310,7 @@ class Machine:
                 return True
             self.clock.advance_to(deadline)
             return True
+        self.clock.follow_host()  # in case a slice ended without advance_insns (an exception)
         if deadline is None:
             return self._wait(None, wall_deadline) or bool(self.netdevs)
         return self._wait(deadline, wall_deadline)

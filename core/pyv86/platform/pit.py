@@ -8,7 +8,11 @@ and with a TSC derived from the same clock, which is what Linux's PIT/TSC calibr
 compares.
 
 Channel 0 drives IRQ 0 through a scheduler timer armed for the next OUT edge (modes 2 and
-3 pulse it once per period; modes 0 and 4 once at terminal count). Channel 1 (DRAM
+3 pulse it once per period; modes 0 and 4 once at terminal count). A one-shot edge (modes
+0, 1, 4, 5) stays owed until it has been delivered (``oneshot_pending``): when the clock is
+already past it (a realtime clock that moved on during a long slice or host stall, a state
+image taken between the deadline and the timer run) the timer is armed in the past and
+fires at once, as the hardware counter would have reached terminal count regardless. Channel 1 (DRAM
 refresh) counts but drives nothing. Channel 2's GATE is port 0x61 bit 0, its OUT reads
 back as port 0x61 bit 5; bit 1 (speaker data) and bits 2-3 are latches; bit 4 toggles
 every 15 us (the refresh request some delay loops poll).
@@ -49,7 +53,7 @@ def _three(value: int = 0) -> list[int]:
 class PitState:
     """Per-channel registers (lists indexed by channel 0-2) and port 0x61."""
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     mode: list[int] = attrs.field(factory=_three)
     rw: list[int] = attrs.field(factory=lambda: [RW_WORD] * 3)   # access mode
     bcd: list[int] = attrs.field(factory=_three)
@@ -67,6 +71,22 @@ class PitState:
     null_count: list[int] = attrs.field(factory=lambda: [1] * 3)
     port61: int = 0                                       # bits 0-3 as written
     irq_out: bool = False                                 # channel 0 OUT as last driven
+    # channel 0's one-shot edge (modes 0, 1, 4, 5) is owed: counting started, not yet fired
+    oneshot_pending: bool = attrs.field(default=False, metadata={"since": 2})
+
+    @staticmethod
+    def upgrade_1_to_2(fields: dict) -> dict:
+        """Version 1 did not record whether the one-shot fired: owe it when it may not have.
+
+        Modes 0/1 tell by OUT; for modes 4/5 one more IRQ 0 is owed, which at worst is one
+        interrupt too many (Linux's one-shot clockevent handler then just reprograms) and
+        rescues images whose one-shot version 1 dropped.
+        """
+        mode = int(fields.get("mode", [0])[0])
+        counting = bool(fields.get("counting", [0])[0])
+        irq_out = bool(fields.get("irq_out", False))
+        fields["oneshot_pending"] = counting and (mode in (4, 5) or mode in (0, 1) and not irq_out)
+        return fields
 
 
 def _from_bcd(value: int) -> int:
@@ -184,22 +204,26 @@ class Pit(Device):
 
     # channel 0 interrupt -------------------------------------------------------------
     def _schedule(self) -> None:
-        """Arm the timer for channel 0's next rising OUT edge (the IRQ 0 edge)."""
+        """Arm the timer for channel 0's next rising OUT edge (the IRQ 0 edge).
+
+        A one-shot edge that is still owed is armed even when its time has passed (the
+        timer then fires at the next ``run_due``): it is never judged "over" by comparing
+        the clock with it, since the clock may have moved past it before anyone looked.
+        """
         s = self.state
         self._timer.cancel()
-        if not s.counting[0] or not s.gate[0]:
-            return
-        mode, n, d = s.mode[0], self._period(0), self._elapsed(0)
+        mode = s.mode[0]
+        if not s.counting[0] or not s.gate[0] and mode in (0, 2, 3, 4):
+            return  # GATE low holds modes 0 and 4 and keeps 2 and 3 high; 1 and 5 ignore it
+        n = self._period(0)
         if mode in (2, 3):
-            target = (d // n + 1) * n  # OUT rises when a period completes
+            target = (self._elapsed(0) // n + 1) * n  # OUT rises when a period completes
+        elif not s.oneshot_pending:
+            return
         elif mode in (0, 1):
-            if d >= n:
-                return
-            target = n
-        else:  # modes 4, 5: the low pulse is at n, it ends at n + 1
-            if d > n:
-                return
-            target = n + 1
+            target = n  # OUT rises at terminal count
+        else:
+            target = n + 1  # modes 4, 5: the low strobe is at n, it ends at n + 1
         self._timer.arm(s.load_ns[0] + self.ticks_to_ns(target))
 
     def _on_timer(self) -> None:
@@ -210,6 +234,8 @@ class Pit(Device):
         else:
             self._set_irq(True)
             self._set_irq(False)
+        if mode not in (2, 3):
+            s.oneshot_pending = False
         self._schedule()
 
     def _set_irq(self, level: bool) -> None:
@@ -291,6 +317,7 @@ class Pit(Device):
         s.counting[ch] = 0
         if ch == 0:
             self._timer.cancel()
+            s.oneshot_pending = False
             # OUT's new initial level is not passed on as an edge: the line idles low
             self._set_irq(False)
 
@@ -334,6 +361,7 @@ class Pit(Device):
         if ch == 0:
             if mode == 0:
                 self._set_irq(False)
+            s.oneshot_pending = mode not in (2, 3)
             self._schedule()
 
     # GATE (channel 2 via port 0x61) --------------------------------------------------
@@ -359,6 +387,10 @@ class Pit(Device):
                 if s.counting[ch] or mode in (1, 5) and s.null_count[ch] == 0:
                     s.counting[ch] = 1
                     s.load_ns[ch] = self._now()
+                    if ch == 0 and mode in (1, 5):
+                        s.oneshot_pending = True  # a trigger starts a new one-shot
+                        if mode == 1:
+                            self._set_irq(False)  # mode 1: OUT low until terminal count
         if ch == 0:
             self._schedule()
 
