@@ -15,9 +15,6 @@ from .flags import emit_cc_compute
 
 RUN_NAME = "pyv86_run"
 
-ATTR_MODRM = 1
-ATTR_REGONLY = 16
-ATTR_DEFINED = 128
 REG_ONLY_OPS = {0x120, 0x121, 0x122, 0x123}
 
 
@@ -141,26 +138,6 @@ class Generator:
         e.lset("eip", eip + nb)
         return out.get()
 
-    def attr_table(self):
-        vals = []
-        for opc in range(512):
-            d = isa.OPS.get(opc)
-            if d is None:
-                vals.append(0)
-                continue
-            a = ATTR_DEFINED | (ATTR_MODRM if d.modrm else 0) | (d.imm << 1)
-            if opc in REG_ONLY_OPS:
-                a |= ATTR_REGONLY
-            vals.append(a)
-        prefixes = {0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3}
-        vals += [1 if b in prefixes else 0 for b in range(256)]
-        arr_t = ir.ArrayType(I8, 768)
-        g = ir.GlobalVariable(self.module, arr_t, name="op_attrs")
-        g.global_constant = True
-        g.linkage = "internal"
-        g.initializer = ir.Constant(arr_t, vals)
-        return g
-
     def emit_run(self, only_ops=None):
         ft = ir.FunctionType(I64, [I8P, I8P, I64])
         fn = ir.Function(self.module, ft, name=RUN_NAME)
@@ -168,7 +145,6 @@ class Generator:
         fn.args[1].add_attribute("noalias")
         e = self.e = Emitter(self.module, fn, self.helpers, in_run=True)
         budget = V(e, fn.args[2])
-        attrs = self.attr_table()
         self.n = e.var(64, 0)
         self.shadow_n = e.var(64)
         self.insn_start = e.var(32)
@@ -240,7 +216,10 @@ class Generator:
                 with e.if_(vec.slt(0x100) & vec.sge(0)):
                     self.insn_start.set(e.lget("eip"))
                     e.call("deliver", vec.tr(32), e.c(2), e.c(0), e.c(0))
-        # ---- decode
+        # ---- decode: one switch on (first byte, operand size) dispatches straight to the
+        # handler; prefixes and the 0F escape are cases of the same switch.  Each handler
+        # decodes its own ModRM and immediate with the attributes known at generation time;
+        # memory forms share one effective-address block that returns through a switch.
         eip0 = e.lget("eip")
         self.insn_start.set(eip0)
         code32 = e.sget("code32").ne(0)
@@ -250,23 +229,16 @@ class Generator:
         dec["rep"].set(e.c(0))
         dec["npfx"].set(e.c(0))
         pfx = e.block("pfx")
-        opc = e.block("opc")
         e.b.branch(pfx)
         e.b.position_at_end(pfx)
         b = self.fetch(8).zx(32)
-        dec["op"].set(b)
-        # one table load decides "prefix or not" (predictable), the switch only sees prefixes
-        pp = e.b.gep(attrs, [ir.Constant(I32, 0), (b | 0x200).v], inbounds=True)
-        is_pfx = V(e, e.b.load(pp)).ne(0)
-        pfx_sw = e.block("pfx_sw")
-        br = e.b.cbranch(is_pfx.v, pfx_sw, opc)
-        br.set_weights([1, 1000])
-        e.b.position_at_end(pfx_sw)
-        sw = e.b.switch(b.v, opc)
+        ud = e.block("undefined")
+        dsw = e.b.switch(((b << 1) | dec["o32"].get().zx(32)).v, ud)
 
         def pcase(val, fn_):
             bb = e.block(f"pfx_{val:x}")
-            sw.add_case(ir.Constant(I32, val), bb)
+            dsw.add_case(ir.Constant(I32, val << 1), bb)
+            dsw.add_case(ir.Constant(I32, (val << 1) | 1), bb)
             with e.b.goto_block(bb):
                 fn_()
                 np = dec["npfx"].get() + 1
@@ -280,71 +252,40 @@ class Generator:
         pcase(0xF0, lambda: None)
         pcase(0xF2, lambda: dec["rep"].set(e.c(2)))
         pcase(0xF3, lambda: dec["rep"].set(e.c(3)))
-        e.b.position_at_end(opc)
-        opv = dec["op"].get()
-        with e.if_(opv.eq(0x0F)):
-            dec["op"].set(self.fetch(8).zx(32) | 0x100)
-        opv = dec["op"].get()
-        ap = e.b.gep(attrs, [ir.Constant(I32, 0), opv.v], inbounds=True)
-        attr = V(e, e.b.load(ap)).zx(32)
-        ovr = dec["segovr"].get()
-        dec["dseg"].set(e.sel(ovr.eq(-1), e.c(S.DS), ovr))
-        dec["is_mem"].set(e.c(0, 1))
-        dec["esp_base"].set(e.c(0, 1))
-        dec["ea"].set(e.c(0))
-        dec["seg"].set(e.c(S.DS))
-        with e.if_((attr & ATTR_MODRM).ne(0)):
-            m = self.fetch(8).zx(32)
-            mod = m >> 6
-            dec["mod"].set(mod)
-            dec["reg"].set((m >> 3) & 7)
-            dec["rm"].set(m & 7)
-            with e.if_(mod.ne(3) & (attr & ATTR_REGONLY).eq(0)):
-                dec["is_mem"].set(e.c(1, 1))
-                self.decode_ea(mod, m & 7)
-        imm_kind = (attr >> 1) & 7
-        dec["imm"].set(e.c(0))
-        o32 = dec["o32"].get()
-        a32 = dec["a32"].get()
-
-        def imm_case(k):
-            def f():
-                if k == isa.IMM_B:
-                    dec["imm"].set(self.fetch(8).zx(32))
-                elif k == isa.IMM_W:
-                    dec["imm"].set(self.fetch(16).zx(32))
-                else:
-                    cond = o32 if k == isa.IMM_Z else a32
-                    with e.if_else(cond) as (t, o):
-                        with t:
-                            dec["imm"].set(self.fetch(32))
-                        with o:
-                            dec["imm"].set(self.fetch(16).zx(32))
-            return f
-        with e.if_(imm_kind.ne(0)):
-            with e.if_else(imm_kind.eq(isa.IMM_B)) as (t, o):
-                with t:
-                    imm_case(isa.IMM_B)()
-                with o:
-                    e.switch(imm_kind, {k: imm_case(k) for k in (isa.IMM_W, isa.IMM_Z, isa.IMM_MOFFS)})
-        # ---- dispatch
-        idx = (dec["op"].get() << 1) | dec["o32"].get().zx(32)
-        ud = e.block("undefined")
-        dsw = e.b.switch(idx.v, ud)
+        esc = e.block("esc_0f")
+        dsw.add_case(ir.Constant(I32, 0x0F << 1), esc)
+        dsw.add_case(ir.Constant(I32, (0x0F << 1) | 1), esc)
+        e.b.position_at_end(esc)
+        b2 = self.fetch(8).zx(32)
+        dsw2 = e.b.switch((((b2 | 0x100) << 1) | dec["o32"].get().zx(32)).v, ud)
         e.b.position_at_end(ud)
         e.fault(6)
         e.b.branch(nxt)
+        # the shared effective-address decoder (memory forms of ModRM)
+        ea_bb = e.block("decode_ea")
+        ea_ret = e.var(32)
+        ea_bad = e.block("ea_ret_bad")
+        e.b.position_at_end(ea_bad)
+        e.b.unreachable()
+        e.b.position_at_end(ea_bb)
+        self.decode_ea(dec["mod"].get(), dec["rm"].get())
+        ea_sw = e.b.switch(ea_ret.get().v, ea_bad)
         ops = sorted(isa.OPS) if only_ops is None else sorted(only_ops)
         self.handler_count = 0
         for opcode in ops:
+            if opcode in (0x0F, 0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3):
+                continue
             d = isa.OPS[opcode]
             unsized = opcode in isa.UNSIZED
+            sw = dsw2 if opcode >= 0x100 else dsw
             for o in ((True,) if unsized else (False, True)):
                 bb = e.block(f"op_{opcode:03x}_{32 if o else 16}")
-                dsw.add_case(ir.Constant(I32, (opcode << 1) | int(o)), bb)
+                sw.add_case(ir.Constant(I32, ((opcode & 0xFF) << 1 if opcode < 0x100
+                                              else opcode << 1) | int(o)), bb)
                 if unsized:
-                    dsw.add_case(ir.Constant(I32, opcode << 1), bb)
+                    sw.add_case(ir.Constant(I32, (opcode << 1) if opcode < 0x100 else opcode << 1), bb)
                 e.b.position_at_end(bb)
+                self.decode_operands(d, o, unsized, ea_bb, ea_ret, ea_sw)
                 ins = Insn(self, opcode, o)
                 d.fn(ins)
                 if not e.b.block.is_terminated:
@@ -352,6 +293,50 @@ class Generator:
                 self.handler_count += 1
         self._terminate(fn)
         return fn
+
+    def decode_operands(self, d, o32: bool, unsized: bool, ea_bb, ea_ret, ea_sw):
+        """ModRM (+ SIB/displacement through the shared EA block) and immediate of one handler."""
+        e = self.e
+        dec = self.dec
+        ovr = dec["segovr"].get()
+        dec["dseg"].set(e.sel(ovr.eq(-1), e.c(S.DS), ovr))
+        dec["is_mem"].set(e.c(0, 1))
+        dec["esp_base"].set(e.c(0, 1))
+        dec["ea"].set(e.c(0))
+        dec["seg"].set(e.c(S.DS))
+        if d.modrm:
+            m = self.fetch(8).zx(32)
+            mod = m >> 6
+            dec["mod"].set(mod)
+            dec["reg"].set((m >> 3) & 7)
+            dec["rm"].set(m & 7)
+            if d.code not in REG_ONLY_OPS:
+                memb = e.block("mem_form")
+                join = e.block("operands")
+                e.b.cbranch(mod.ne(3).v, memb, join)
+                e.b.position_at_end(memb)
+                dec["is_mem"].set(e.c(1, 1))
+                key = len(ea_sw.cases)
+                ea_ret.set(e.c(key))
+                e.b.branch(ea_bb)
+                ea_sw.add_case(ir.Constant(I32, key), join)
+                e.b.position_at_end(join)
+        k = d.imm
+        if k == isa.IMM_B:
+            dec["imm"].set(self.fetch(8).zx(32))
+        elif k == isa.IMM_W:
+            dec["imm"].set(self.fetch(16).zx(32))
+        elif k == isa.IMM_Z and not unsized:
+            dec["imm"].set(self.fetch(32) if o32 else self.fetch(16).zx(32))
+        elif k in (isa.IMM_Z, isa.IMM_MOFFS):
+            cond = dec["o32"].get() if k == isa.IMM_Z else dec["a32"].get()
+            with e.if_else(cond) as (t, o):
+                with t:
+                    dec["imm"].set(self.fetch(32))
+                with o:
+                    dec["imm"].set(self.fetch(16).zx(32))
+        else:
+            dec["imm"].set(e.c(0))
 
     def decode_ea(self, mod: V, rm: V):
         e = self.e
