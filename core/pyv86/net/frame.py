@@ -80,3 +80,36 @@ def multicast_filter(macs: list[bytes]) -> bytes:
         idx = multicast_hash_index(mac)
         mar[idx >> 3] |= 1 << (idx & 7)
     return bytes(mar)
+
+
+ETH_HEADER = 14
+
+
+def real_length(frame: bytes | bytearray | memoryview) -> int | None:
+    """The frame length its network header announces (IPv4, IPv6, ARP), or None.
+
+    Ethernet pads short frames to 60 bytes and some relays pad every message to 1518;
+    the IP or ARP header says where the real frame ends.
+    """
+    n = len(frame)
+    if n < ETH_HEADER:
+        return None
+    ethertype = (frame[12] << 8) | frame[13]
+    if ethertype == 0x0800 and n >= ETH_HEADER + 20:
+        total = (frame[16] << 8) | frame[17]
+        if total >= 20:
+            return ETH_HEADER + total
+    elif ethertype == 0x86DD and n >= ETH_HEADER + 40:
+        return ETH_HEADER + 40 + ((frame[18] << 8) | frame[19])
+    elif ethertype == 0x0806 and n >= ETH_HEADER + 8:
+        hlen, plen = frame[18], frame[19]
+        return ETH_HEADER + 8 + 2 * (hlen + plen)
+    return None
+
+
+def strip_padding(frame: bytes) -> bytes:
+    """``frame`` without the bytes after the end its IPv4/IPv6/ARP header announces."""
+    real = real_length(frame)
+    if real is not None and ETH_HEADER < real < len(frame):
+        return frame[:real]
+    return frame

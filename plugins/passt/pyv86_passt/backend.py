@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 from attrs import define
 
 from pyv86.net.base import FrameCallback
+from pyv86.net.frame import strip_padding
 from pyv86_passt.framing import ETH_MAX, MAX_FRAME, MIN_FRAME, FrameDecoder, encode
 from pyv86_passt.options import PasstOptions, parse_url
 from pyv86_passt.process import PasstError, PasstProcess, describe_status
@@ -118,7 +119,9 @@ class PasstBackend:
             self.counters.tx_dropped += 1
             return
         try:
-            self._txq.put_nowait(bytes(frame))
+            # passt takes a segment's length from the frame, so the NIC's padding of short
+            # frames to 60 bytes would turn a bare ACK into one carrying 6 bytes
+            self._txq.put_nowait(strip_padding(bytes(frame)))
         except queue.Full:
             self.counters.tx_dropped += 1
 

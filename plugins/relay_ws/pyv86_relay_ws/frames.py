@@ -8,6 +8,10 @@ frame really is, :func:`check_frame` cuts the message back to that length.
 """
 from __future__ import annotations
 
+from pyv86.net.frame import real_length
+
+__all__ = ["real_length", "check_frame", "redact_url"]
+
 ETH_HEADER = 14
 ETH_FRAME_MAX = 1514
 ARP_ETH_IPV4_LEN = 28  # htype/ptype/hlen/plen/oper + 2 x (MAC + IPv4)
@@ -16,24 +20,6 @@ OK = "ok"
 TRIMMED = "trimmed"
 RUNT = "runt"
 OVERSIZE = "oversize"
-
-
-def real_length(frame: bytes | bytearray | memoryview) -> int | None:
-    """The frame length its network header announces, or None when it does not say."""
-    n = len(frame)
-    if n < ETH_HEADER:
-        return None
-    ethertype = (frame[12] << 8) | frame[13]
-    if ethertype == 0x0800 and n >= ETH_HEADER + 20:
-        total = (frame[16] << 8) | frame[17]
-        if total >= 20:
-            return ETH_HEADER + total
-    elif ethertype == 0x86DD and n >= ETH_HEADER + 40:
-        return ETH_HEADER + 40 + ((frame[18] << 8) | frame[19])
-    elif ethertype == 0x0806 and n >= ETH_HEADER + 8:
-        hlen, plen = frame[18], frame[19]
-        return ETH_HEADER + 8 + 2 * (hlen + plen)
-    return None
 
 
 def check_frame(msg: bytes, max_len: int = ETH_FRAME_MAX) -> tuple[bytes | None, str]:
