@@ -350,3 +350,25 @@ def test_invlpg_drops_a_stale_translation():
     assert cpu.get_reg("eax") == 0x55555555
     assert cpu.get_reg("ebx") == 0x55555555
     assert cpu.get_reg("ecx") == 0x66666666
+
+
+def test_tsc_is_current_at_port_and_mmio_callbacks():
+    """Devices read exact guest time mid-slice: state.tsc = tsc at the start of the I/O insn."""
+    seen = []
+
+    class TscHost(Host):
+        def port_write(self, port, size, value):
+            seen.append(("out", cpu.tsc))
+
+        def mmio_read(self, addr, size):
+            seen.append(("mr", cpu.tsc))
+            return 0
+
+    cpu, mem, _ = flat_cpu(host=TscHost())
+    cpu.tsc_per_insn = 3
+    # nop; nop; out 0x80,al; nop; mov eax,[0x500000] (MMIO: beyond the 4 MiB of RAM); hlt
+    load(cpu, mem, bytes.fromhex("90" "90" "e680" "90" "a100005000" "f4"))
+    cpu.tsc = 5000
+    n = cpu.run(100)
+    assert seen == [("out", 5000 + 2 * 3), ("mr", 5000 + 4 * 3)]
+    assert n == 6 and cpu.tsc == 5000 + 6 * 3

@@ -149,6 +149,9 @@ class Generator:
         self.shadow_n = e.var(64)
         self.insn_start = e.var(32)
         self.tsc0 = e.var(64)
+        # state.tsc is current at every host callback and helper call (port/MMIO devices can
+        # read the exact guest time mid-slice); rdtsc itself uses the SSA value
+        e.tsc_out = lambda: e.sset("tsc", self.tsc0.get() + self.n.get() * e.sget("tsc_per_insn").zx(64))
         dec = self.dec = {k: e.var(b) for k, b in (("mod", 32), ("reg", 32), ("rm", 32), ("is_mem", 1),
                                                     ("ea", 32), ("seg", 32), ("imm", 32), ("a32", 1),
                                                     ("rep", 32), ("dseg", 32), ("o32", 1), ("segovr", 32), ("esp_base", 1),

@@ -195,6 +195,7 @@ class Emitter:
         self.ram = fn.args[1]
         self.fault_bb = None
         self.exit_bb = None
+        self.tsc_out = None  # in run(): emits ``state.tsc = current guest TSC`` before host/helper calls
         if in_run:
             self.L = {n: Var(self, I32, name=n) for n in LOCAL_NAMES}
             self.L["cp_tag"] = Var(self, I32, name="cp_tag")
@@ -358,6 +359,8 @@ class Emitter:
         fn = self.helpers[name]
         if sync:
             self.sync_out()
+        if self.tsc_out is not None:
+            self.tsc_out()
         argv = [self.state, self.ram] + [self.v(a).v if not isinstance(a, V) else a.v for a in args]
         st = V(self, self.b.call(fn, argv))
         if sync:
@@ -372,6 +375,8 @@ class Emitter:
         return V(self, self.b.call(fn, argv))
 
     def callback(self, which, a=0, b=0, c=0, d=None) -> V:
+        if self.tsc_out is not None:  # devices may read the exact guest TSC mid-slice
+            self.tsc_out()
         p = self.sget("callback")
         fp = self.b.inttoptr(p.v, CALLBACK_TYPE.as_pointer())
         d = d if d is not None else V(self, ir.Constant(I64, 0))
