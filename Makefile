@@ -15,6 +15,7 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip setuptools wheel
 
 install: $(BIN)/python
+	$(BIN)/pip install -q 'setuptools>=77' wheel
 	$(BIN)/pip install -q --no-build-isolation -e . $(foreach p,$(PLUGIN_DIRS),-e $(dir $(p)))
 
 install-test: install
