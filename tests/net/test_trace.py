@@ -63,6 +63,8 @@ def test_trace_only_at_vvv(caplog):
     port = NicPort("net0", lambda f: RxResult.STORED)
     frame = B + A + b"\x88\xb5" + bytes(46)
     old = trace_log.level
+    parent = logging.getLogger("pyv86.trace")   # setup_logging sets it; later tests must not trace
+    old_parent, old_root = parent.level, logging.getLogger().level
     try:
         setup_logging(2, [])
         with caplog.at_level(logging.DEBUG):
@@ -76,3 +78,5 @@ def test_trace_only_at_vvv(caplog):
         assert lines == [f"net0 tx {describe(frame)}", f"net0 rx {describe(frame)}"]
     finally:
         trace_log.setLevel(old)
+        parent.setLevel(old_parent)
+        logging.getLogger().setLevel(old_root)

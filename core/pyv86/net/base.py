@@ -18,7 +18,9 @@ from pyv86.errors import PluginError
 if TYPE_CHECKING:
     from pyv86.machine import Machine
 
-FrameCallback = Callable[[bytes], None]
+FrameCallback = Callable[[bytes], "bool | None"]
+"""``receiver(frame)``; a NIC port returns False when the backend should hold frames (see
+:mod:`pyv86.net.port`), other receivers return None."""
 
 
 @runtime_checkable

@@ -2,43 +2,62 @@
 
 Devices run on the machine thread only. A backend whose frames arrive on another thread
 (a socket reader, an asyncio loop, another machine's thread on a shared hub) calls
-:meth:`Handoff.deliver`; the frame goes straight to the receiver when the caller already
-is the machine thread, and otherwise waits in an inbox of at most ``limit`` frames that
-one ``machine.call_soon_threadsafe`` callback drains. A full inbox drops the frame and
-counts it in :attr:`Handoff.dropped`, so a fast peer can never grow host memory.
+:meth:`Handoff.deliver` (or :meth:`Handoff.deliver_many` for a batch); the frame goes
+straight to the receiver when the caller already is the machine thread and nothing
+waits, and otherwise waits in an inbox of at most ``limit`` frames that one
+``machine.call_soon_threadsafe`` callback drains.
+
+Back-pressure: when the receiver (a :class:`pyv86.net.port.NicPort`) returns ``False``,
+the NIC is full; the handoff stops delivering, keeps the rest of the inbox in order and
+waits for :meth:`resume` (the backend's ``rx_resume``, which the port calls when the NIC
+has room again). While it waits the inbox fills up. Then a full inbox either drops the
+frame and counts it in :attr:`Handoff.dropped` (``deliver``: a fast peer can never grow
+host memory), or, with ``deliver_many(..., block=True)`` from a reader thread, makes the
+reader wait until there is room, so it stops reading its socket and the peer slows down
+(no frame is lost between the peer and the guest).
 """
 from __future__ import annotations
 
 import collections
 import threading
-from typing import TYPE_CHECKING
-
-from pyv86.net.base import FrameCallback
+from typing import TYPE_CHECKING, Callable, Iterable
 
 if TYPE_CHECKING:
     from pyv86.machine import Machine
 
 DEFAULT_INBOX = 256
 
+Receiver = Callable[[bytes], "bool | None"]
+"""``receiver(frame)``; returning ``False`` means "full: hold the next frames until resume()"."""
+
 
 class Handoff:
-    """Thread-safe, bounded delivery of frames to a receiver that lives on the machine thread."""
+    """Thread-safe, bounded, flow-controlled delivery to a receiver on the machine thread."""
 
     def __init__(self, machine: Machine | None, limit: int = DEFAULT_INBOX) -> None:
+        if limit < 1:
+            raise ValueError("limit must be >= 1")
         self.machine = machine
         self.limit = limit
-        self.receiver: FrameCallback | None = None
+        self.receiver: Receiver | None = None
         self.dropped = 0
         """Frames lost because the inbox was full."""
         self.undelivered = 0
         """Frames that arrived while no receiver was installed."""
+        self.delivered = 0
+        """Frames given to the receiver."""
         self._inbox: collections.deque[bytes] = collections.deque()
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
         self._scheduled = False
+        self._paused = False
+        self._draining = False
         self._creator = threading.current_thread()
 
-    def set_receiver(self, callback: FrameCallback | None) -> None:
+    def set_receiver(self, callback: Receiver | None) -> None:
         self.receiver = callback
+        if callback is None and self._paused:   # nobody will resume us: drain to nowhere
+            self.resume()
 
     def _on_owner_thread(self) -> bool:
         machine = self.machine
@@ -47,39 +66,105 @@ class Handoff:
         owner = machine.thread or self._creator
         return threading.current_thread() is owner
 
+    @property
+    def paused(self) -> bool:
+        """True while the receiver said it is full and has not resumed us yet."""
+        return self._paused
+
     def deliver(self, frame: bytes) -> None:
-        """Pass ``frame`` to the receiver on the machine thread (from any thread)."""
+        """Pass ``frame`` to the receiver on the machine thread (from any thread); never blocks."""
+        self.deliver_many((frame,))
+
+    def deliver_many(self, frames: Iterable[bytes], *, block: bool = False,
+                     cancel: threading.Event | None = None) -> None:
+        """Pass frames in order. ``block``: wait for room instead of dropping (not on the
+        machine thread, where waiting could never end); ``cancel`` stops the waiting."""
         if self._on_owner_thread():
-            if self._inbox:
-                self._drain()
+            self._deliver_here(frames)
+            return
+        schedule = False
+        with self._lock:
+            inbox = self._inbox
+            for frame in frames:
+                while block and len(inbox) >= self.limit and not (cancel is not None and cancel.is_set()):
+                    if not self._scheduled and not self._paused:
+                        self._scheduled = True      # let the machine thread make room
+                        self._lock.release()
+                        try:
+                            self._schedule()
+                        finally:
+                            self._lock.acquire()
+                        continue
+                    self._room.wait(0.25)
+                if len(inbox) >= self.limit:
+                    self.dropped += 1
+                    continue
+                inbox.append(frame)
+            if inbox and not self._paused and not self._scheduled:
+                self._scheduled = True
+                schedule = True
+        if schedule:
+            self._schedule()
+
+    def _deliver_here(self, frames: Iterable[bytes]) -> None:
+        """Machine thread: straight to the receiver while it has room, else into the inbox."""
+        inbox = self._inbox
+        for frame in frames:
+            if inbox or self._paused or self._draining:
+                with self._lock:
+                    if len(inbox) >= self.limit:
+                        self.dropped += 1
+                    else:
+                        inbox.append(frame)
+                continue
             receiver = self.receiver
             if receiver is None:
                 self.undelivered += 1
-            else:
-                receiver(frame)
-            return
-        with self._lock:
-            if len(self._inbox) >= self.limit:
-                self.dropped += 1
-                return
-            self._inbox.append(frame)
-            if self._scheduled:
-                return
-            self._scheduled = True
+                continue
+            self.delivered += 1
+            if receiver(frame) is False:
+                with self._lock:
+                    self._paused = True
+        if inbox and not self._paused:
+            self._drain()
+
+    def _schedule(self) -> None:
         assert self.machine is not None
-        self.machine.call_soon_threadsafe(self._drain)
+        self.machine.call_soon_threadsafe(self._scheduled_drain)
+
+    def _scheduled_drain(self) -> None:
+        with self._lock:
+            self._scheduled = False
+        self._drain()
 
     def _drain(self) -> None:
+        """Machine thread: give waiting frames to the receiver until it is full."""
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            while True:
+                with self._lock:
+                    if self._paused or not self._inbox:
+                        return
+                    frame = self._inbox.popleft()
+                    self._room.notify_all()
+                receiver = self.receiver
+                if receiver is None:
+                    self.undelivered += 1
+                    continue
+                self.delivered += 1
+                if receiver(frame) is False:
+                    with self._lock:
+                        self._paused = True
+        finally:
+            self._draining = False
+
+    def resume(self) -> None:
+        """Machine thread: the receiver has room again; deliver what waits."""
         with self._lock:
-            frames = list(self._inbox)
-            self._inbox.clear()
-            self._scheduled = False
-        receiver = self.receiver
-        for frame in frames:
-            if receiver is None:
-                self.undelivered += 1
-            else:
-                receiver(frame)
+            self._paused = False
+        self._drain()
 
     @property
     def pending(self) -> int:

@@ -11,8 +11,18 @@ Frames from the backend arrive in :meth:`NicPort.from_backend` (installed as the
 backend's receiver). Their length is checked first (shorter than an Ethernet header or
 longer than ``max_frame``: dropped and counted, the NIC never sees them). If the NIC has
 no room (``RxResult.NO_ROOM``) the frame waits in a small bounded queue and is retried
-on ``rx_space``: back-pressure instead of loss. When that queue is full the frame is
-dropped, counted, and the NIC is told (``on_missed``: the 8390 counts it in CNTR2).
+on ``rx_space``. When that queue is full the frame is dropped, counted, and the NIC is
+told (``on_missed``: the 8390 counts it in CNTR2).
+
+Lossless back-pressure, for backends that can hold frames (passt: it stops reading its
+socket, so the peer slows down as a kernel would make it): :meth:`from_backend` returns
+``False`` once a frame had to wait (the frame itself is kept), meaning "hold the next
+ones". A backend that obeys keeps further frames and waits until the port calls its
+``rx_resume()`` method (looked up on the backend at :meth:`attach`), which happens on the
+machine thread as soon as the NIC has taken every waiting frame (or the queue was
+flushed, or the port detached). A backend without ``rx_resume`` may ignore the return
+value: its frames are queued and dropped when the queue is full, as before.
+:class:`pyv86.net.handoff.Handoff` implements the backend half for threaded backends.
 
 Between the NIC and the backend sits a chain of :class:`FrameFilter` objects — the hook
 point for a MAC translator. Filters see the frame in both directions
@@ -98,6 +108,8 @@ class PortCounters:
     """Frames that had to wait for ring space (back-pressure events)."""
     rx_queue_drops: int = 0
     """Frames lost because the NIC's ring and the port's queue were both full."""
+    rx_pauses: int = 0
+    """Times a flow-controlled backend was told to hold its frames (it resumes on ``rx_resume``)."""
 
     def as_dict(self) -> dict[str, int]:
         return attrs.asdict(self)
@@ -123,6 +135,8 @@ class NicPort:
         self._observers: list[Observer] = []
         self._queue: collections.deque[bytes] = collections.deque()
         self._draining = False
+        self._resume: Callable[[], None] | None = None
+        self._paused = False
 
     # wiring -----------------------------------------------------------------------
     def attach(self, backend: NetBackend | None) -> None:
@@ -130,6 +144,8 @@ class NicPort:
         self.detach()
         self.backend = backend
         if backend is not None:
+            resume = getattr(backend, "rx_resume", None)
+            self._resume = resume if callable(resume) else None
             backend.set_receiver(self.from_backend)
 
     def detach(self) -> None:
@@ -139,6 +155,8 @@ class NicPort:
             except Exception:  # noqa: BLE001 - a broken backend must not stop the NIC
                 log.exception("%s: backend refused to release the receiver", self.name)
             self.backend = None
+        self._resume_backend()   # a backend held back by us must not stay stuck
+        self._resume = None
 
     def add_filter(self, frame_filter: FrameFilter, *, first: bool = False) -> None:
         """Insert a filter nearest the NIC (``first=True``) or nearest the wire (default)."""
@@ -184,8 +202,13 @@ class NicPort:
                 log.exception("%s: backend failed to send a frame", self.name)
 
     # wire -> guest -------------------------------------------------------------------
-    def from_backend(self, frame: bytes) -> None:
-        """A frame arrived from the backend (the receiver installed on it)."""
+    def from_backend(self, frame: bytes) -> bool:
+        """A frame arrived from the backend (the receiver installed on it).
+
+        Returns whether the port takes more frames now. ``False`` (only for a backend
+        with ``rx_resume``): this frame waits for room in the NIC; the backend should
+        hold the following ones until the port calls ``rx_resume()``.
+        """
         c = self.counters
         c.rx_frames += 1
         n = len(frame)
@@ -195,7 +218,7 @@ class NicPort:
             if trace_log.isEnabledFor(logging.DEBUG):
                 trace_log.debug("%s rx dropped: %d bytes is not a frame length (%d..%d)",
                                 self.name, n, ETH_HEADER, self.max_frame)
-            return
+            return self._ready()
         if not isinstance(frame, bytes):
             frame = bytes(frame)
         if trace_log.isEnabledFor(logging.DEBUG):
@@ -206,16 +229,18 @@ class NicPort:
             out = f.to_guest(frame)
             if out is None:
                 c.rx_filter_drops += 1
-                return
+                return self._ready()
             frame = out
         if self._queue:
             self._enqueue(frame)
             self.rx_space()
-            return
-        self._offer(frame)
+        else:
+            self._offer(frame)
+        return self._ready()
 
-    inject = from_backend
-    """Feed a frame to the NIC as if the backend delivered it (Python-driven NICs, tests)."""
+    def inject(self, frame: bytes) -> None:
+        """Feed a frame to the NIC as if the backend delivered it (Python-driven NICs, tests)."""
+        self.from_backend(frame)
 
     def _offer(self, frame: bytes) -> bool:
         """Give one frame to the NIC; False if it must wait (it was queued)."""
@@ -231,6 +256,28 @@ class NicPort:
         else:
             c.rx_nic_drops += 1
         return True
+
+    def _ready(self) -> bool:
+        """True while nothing waits for the NIC (or the backend cannot be resumed, so it
+        must go on); otherwise note that the backend holds its frames until ``rx_resume``."""
+        if not self._queue or self._resume is None:
+            return True
+        if not self._paused:
+            self._paused = True
+            self.counters.rx_pauses += 1
+        return False
+
+    def _resume_backend(self) -> None:
+        """Let a backend we held back deliver again."""
+        if not self._paused:
+            return
+        self._paused = False
+        resume = self._resume
+        if resume is not None:
+            try:
+                resume()
+            except Exception:  # noqa: BLE001 - a broken backend must not stop the NIC
+                log.exception("%s: backend failed to resume delivery", self.name)
 
     def _enqueue(self, frame: bytes) -> None:
         if len(self._queue) >= self.queue_frames:
@@ -262,6 +309,8 @@ class NicPort:
                     c.rx_nic_drops += 1
         finally:
             self._draining = False
+        if not self._queue:
+            self._resume_backend()
 
     @property
     def queued(self) -> int:
@@ -271,6 +320,7 @@ class NicPort:
     def clear_queue(self) -> None:
         """Forget waiting frames (the NIC was reset; they belong to a guest that is gone)."""
         self._queue.clear()
+        self._resume_backend()
 
     def reset_counters(self) -> None:
         self.counters = PortCounters()

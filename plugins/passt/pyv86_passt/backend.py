@@ -7,10 +7,12 @@ Threads and hand-over:
 * a writer thread per connection drains that queue onto the socket, several frames
   per system call;
 * the supervisor thread reads the socket, decodes frames (:mod:`pyv86_passt.framing`)
-  and hands them to the machine thread in batches through
-  ``machine.call_soon_threadsafe``. At most ``rx_limit`` frames wait for the machine
-  thread; beyond that the reader waits, so passt (and TCP) slow down instead of
-  frames being lost.
+  and hands them to the machine thread in batches through the core's
+  :class:`~pyv86.net.handoff.Handoff`. Delivery is lossless: when the NIC's ring is full
+  its port tells the handoff to hold frames until the guest frees ring space
+  (:meth:`PasstBackend.rx_resume`); at most ``rx_limit`` frames wait, beyond that the
+  reader stops reading the socket, so passt's socket buffer fills and passt (and TCP)
+  slow down to the guest's pace instead of frames being dropped and retransmitted.
 
 When passt goes away the supervisor logs one warning with passt's exit status and its
 last line of output. A passt we started is restarted after a growing pause
@@ -31,6 +33,7 @@ from attrs import define
 
 from pyv86.net.base import FrameCallback
 from pyv86.net.frame import strip_padding
+from pyv86.net.handoff import Handoff
 from pyv86_passt.framing import ETH_MAX, MAX_FRAME, MIN_FRAME, FrameDecoder, encode
 from pyv86_passt.options import PasstOptions, parse_url
 from pyv86_passt.process import PasstError, PasstProcess, describe_status
@@ -84,9 +87,8 @@ class PasstBackend:
         self.start_timeout = start_timeout
         self._receiver: FrameCallback | None = None
         self._txq: queue.Queue[object] = queue.Queue(maxsize=tx_limit)
-        self._rx_pending: list[bytes] = []
-        self._rx_cond = threading.Condition()
-        self._rx_scheduled = False
+        self._handoff = Handoff(machine, limit=rx_limit)
+        self._handoff.set_receiver(self._receive)
         self._closing = threading.Event()
         self._sock: socket.socket | None = None
         self._sock_lock = threading.Lock()
@@ -127,6 +129,17 @@ class PasstBackend:
 
     def set_receiver(self, callback: FrameCallback | None) -> None:
         self._receiver = callback
+        if callback is None:
+            self._handoff.resume()       # nobody will tell us to go on: frames are unclaimed
+
+    def rx_resume(self) -> None:
+        """Machine thread: the NIC has room again (called by its port); deliver what waits."""
+        self._handoff.resume()
+
+    @property
+    def rx_waiting(self) -> int:
+        """Frames read from passt that wait for room in the NIC."""
+        return self._handoff.pending
 
     @property
     def pid(self) -> int | None:
@@ -142,8 +155,6 @@ class PasstBackend:
         if self._closing.is_set():
             return
         self._closing.set()
-        with self._rx_cond:
-            self._rx_cond.notify_all()
         self._shutdown_socket()
         self._supervisor.join(5.0)
         if self.process is not None:
@@ -303,38 +314,23 @@ class PasstBackend:
                         "bytes); %d dropped so far", self.name, length, MIN_FRAME, MAX_FRAME, n)
 
     def _hand_over(self, frames: list[bytes]) -> None:
-        """Queue frames for the machine thread, waiting while ``rx_limit`` are already queued."""
-        machine = self.machine
-        with self._rx_cond:
-            while len(self._rx_pending) >= self.rx_limit and not self._closing.is_set():
-                self._rx_cond.wait(0.5)
-            self._rx_pending.extend(frames)
-            schedule = not self._rx_scheduled
-            self._rx_scheduled = True
-        if schedule:
-            if machine is not None:
-                machine.call_soon_threadsafe(self._deliver)
-            else:
-                self._deliver()
+        """Reader thread: pass frames on, waiting (not reading passt) while ``rx_limit`` wait."""
+        self._handoff.deliver_many(frames, block=True, cancel=self._closing)
 
-    def _deliver(self) -> None:
-        """Machine thread: give queued frames to the NIC."""
-        with self._rx_cond:
-            frames, self._rx_pending = self._rx_pending, []
-            self._rx_scheduled = False
-            self._rx_cond.notify_all()
+    def _receive(self, frame: bytes) -> bool:
+        """Machine thread: give one frame to the NIC; False when it has no room for more."""
         receiver = self._receiver
         counters = self.counters
         if receiver is None:
-            counters.rx_unclaimed += len(frames)
-            return
-        for frame in frames:
-            counters.rx_frames += 1
-            counters.rx_bytes += len(frame)
-            try:
-                receiver(frame)
-            except Exception:  # noqa: BLE001 - a NIC bug must not kill the backend
-                log.exception("%s: the receiver failed on a %d-byte frame", self.name, len(frame))
+            counters.rx_unclaimed += 1
+            return True
+        counters.rx_frames += 1
+        counters.rx_bytes += len(frame)
+        try:
+            return receiver(frame) is not False  # type: ignore[func-returns-value]
+        except Exception:  # noqa: BLE001 - a NIC bug must not kill the backend
+            log.exception("%s: the receiver failed on a %d-byte frame", self.name, len(frame))
+            return True
 
     def _write_loop(self, sock: socket.socket) -> None:
         txq = self._txq

@@ -123,3 +123,58 @@ def test_a_peer_that_stops_reading_costs_dropped_frames_not_a_stuck_machine(url_
     assert c.tx_dropped > 0
     assert c.tx_frames + c.tx_dropped + run.backend._txq.qsize() <= 4000 + 1
     assert run.thread.is_alive()
+
+
+class _SlowNic:
+    """A NIC ring of a few frames that the 'guest' empties only when the test says so."""
+
+    def __init__(self) -> None:
+        from pyv86.net.port import NicPort
+
+        self.room = 4
+        self.got: list[bytes] = []
+        self.port = NicPort("slow", self.receive, queue_frames=4)
+
+    def receive(self, frame: bytes):
+        from pyv86.net.port import RxResult
+
+        if self.room <= 0:
+            return RxResult.NO_ROOM
+        self.room -= 1
+        self.got.append(frame)
+        return RxResult.STORED
+
+    def guest_reads(self, n: int) -> None:  # machine thread
+        self.room += n
+        self.port.rx_space()
+
+
+def test_a_slow_nic_holds_passt_back_and_no_frame_is_lost(url_machine, fake_passt):
+    run = url_machine(f"passt:{fake_passt.path}")
+    nic = _SlowNic()
+    done = threading.Event()
+    run.machine.call_soon_threadsafe(lambda: (nic.port.attach(run.backend), done.set()))
+    assert done.wait(5)
+    peer = fake_passt.client()
+    total = 4000                          # ~6 MB: more than every buffer on the way holds
+    frames = [GOOD[:-4] + i.to_bytes(4, "big") + bytes(1400) for i in range(total)]
+
+    def flood() -> None:
+        for i in range(0, total, 100):
+            peer.sendall(b"".join(encode(f) for f in frames[i:i + 100]))
+
+    sender = threading.Thread(target=flood, daemon=True)
+    sender.start()
+    deadline = time.monotonic() + 30
+    most_waiting = 0
+    while len(nic.got) < total:
+        assert time.monotonic() < deadline, f"only {len(nic.got)} of {total} frames arrived"
+        most_waiting = max(most_waiting, run.backend.rx_waiting)
+        run.machine.call_soon_threadsafe(lambda: nic.guest_reads(16))
+        time.sleep(0.0005)
+    sender.join(5)
+    assert nic.got == frames
+    c = nic.port.counters
+    assert (c.rx_queue_drops, c.rx_nic_drops, run.backend.counters.rx_frames) == (0, 0, total)
+    assert c.rx_pauses > 0 and most_waiting <= run.backend.rx_limit
+    assert nic.port.queued == 0 and run.backend.rx_waiting == 0
