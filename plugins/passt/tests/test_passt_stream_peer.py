@@ -178,3 +178,26 @@ def test_a_slow_nic_holds_passt_back_and_no_frame_is_lost(url_machine, fake_pass
     assert (c.rx_queue_drops, c.rx_nic_drops, run.backend.counters.rx_frames) == (0, 0, total)
     assert c.rx_pauses > 0 and most_waiting <= run.backend.rx_limit
     assert nic.port.queued == 0 and run.backend.rx_waiting == 0
+
+
+def test_close_does_not_hang_while_the_nic_holds_passt_back(url_machine, fake_passt):
+    run = url_machine(f"passt:{fake_passt.path}")
+    nic = _SlowNic()
+    nic.room = 0                          # the guest never reads
+    done = threading.Event()
+    run.machine.call_soon_threadsafe(lambda: (nic.port.attach(run.backend), done.set()))
+    assert done.wait(5)
+    peer = fake_passt.client()
+    peer.settimeout(0.2)
+    frame = encode(GOOD + bytes(1400))
+    deadline = time.monotonic() + 10
+    while run.backend.rx_waiting < run.backend.rx_limit:   # the reader is now waiting
+        assert time.monotonic() < deadline, f"only {run.backend.rx_waiting} frames wait"
+        try:
+            peer.sendall(frame * 50)
+        except OSError:  # socket.timeout: our side stopped reading, as it should
+            pass
+    t0 = time.monotonic()
+    run.backend.close()
+    assert time.monotonic() - t0 < 5, "close() hung on a reader held back by the NIC"
+    assert nic.port.counters.rx_queue_drops == 0
