@@ -53,7 +53,9 @@ MACHINE_KEYS = {"memory": "size of guest RAM (\"128M\", \"1G\" or bytes)",
                 "on_triple_fault": "\"reset\" the machine (default) or \"stop\" it"}
 BOOT_KEYS = {"kernel": "bzImage to boot directly (the 32-bit boot protocol)",
              "initrd": "initramfs loaded at the top of RAM",
-             "cmdline": "kernel command line"}
+             "cmdline": "kernel command line",
+             "decompress": "\"host\" (the loader unpacks the kernel; falls back to \"guest\" when it "
+                           "cannot) or \"guest\" (the bzImage's own decompressor runs in the guest)"}
 STATE_KEYS = {"image": "state image to restore at start",
               "preserve_mac_from_state_image": "keep the NIC MAC saved in the image",
               "mac_address_translation": "guest keeps its saved MAC, the wire sees a new one"}
@@ -89,6 +91,7 @@ class MachineConfig:
     kernel: str | None = None
     initrd: str | None = None
     cmdline: str = ""
+    decompress: str = "host"
     devices: tuple[DeviceSpec, ...] = ()
     netdevs: tuple[NetdevSpec, ...] = ()
     state_image: str | None = None
@@ -266,6 +269,11 @@ def parse_machine_config(data: dict[str, Any], shown: str = "<machine>", text: s
         if len(cmdline) > 2047:
             raise loc.error(where, "cmdline", f"{len(cmdline)} characters; Linux takes at most 2047")
         kwargs["cmdline"] = cmdline
+    if "decompress" in boot:
+        mode = expect(boot["decompress"], str, ("boot",), "decompress", "a string")
+        if mode not in ("host", "guest"):
+            raise loc.error(("boot",), "decompress", f"{mode!r} is not \"host\" or \"guest\"")
+        kwargs["decompress"] = mode
     if "initrd" in kwargs and "kernel" not in kwargs:
         raise loc.error(("boot",), "initrd", "an initrd needs a kernel ([boot] kernel = ...)")
 

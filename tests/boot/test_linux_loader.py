@@ -271,7 +271,7 @@ def test_real_debian_kernel_header():
 def test_real_kernel_loads_into_128mib(machine):
     path = real_kernel()
     initrd = guest_dir() / "initramfs.cpio.gz"
-    boot = LinuxBoot.from_files(str(path), str(initrd) if initrd.exists() else None)
+    boot = LinuxBoot.from_files(str(path), str(initrd) if initrd.exists() else None, decompress="guest")
     layout = boot.load(machine)
     data = path.read_bytes()
     pm = (data[0x1F1] + 1) * 512

@@ -80,4 +80,5 @@ def pyv86_machine_created(machine: Machine) -> None:
     if config is not None and config.kernel:
         from pyv86.boot.linux import LinuxBoot
 
-        machine.boot_hooks.append(LinuxBoot.from_files(config.kernel, config.initrd, config.cmdline or None))
+        machine.boot_hooks.append(LinuxBoot.from_files(config.kernel, config.initrd, config.cmdline or None,
+                                                       decompress=config.decompress))

@@ -22,6 +22,7 @@ CORE_TYPES = {
     ("machine", "memory"): "size", ("machine", "clock"): "string", ("machine", "cpu"): "boolean",
     ("machine", "on_triple_fault"): "string",
     ("boot", "kernel"): "path", ("boot", "initrd"): "path", ("boot", "cmdline"): "string",
+    ("boot", "decompress"): "string",
     ("state", "image"): "path", ("state", "preserve_mac_from_state_image"): "boolean",
     ("state", "mac_address_translation"): "boolean",
     ("netdev", "url"): "URL", ("netdev", "pcap"): "path",
@@ -29,7 +30,8 @@ CORE_TYPES = {
 CORE_DEFAULTS = {  # key -> MachineConfig attribute holding its default
     ("", "name"): "name", ("machine", "memory"): "memory", ("machine", "clock"): "clock",
     ("machine", "cpu"): "cpu_enabled", ("machine", "on_triple_fault"): "on_triple_fault",
-    ("boot", "cmdline"): "cmdline", ("state", "preserve_mac_from_state_image"): "preserve_mac_from_state_image",
+    ("boot", "cmdline"): "cmdline", ("boot", "decompress"): "decompress",
+    ("state", "preserve_mac_from_state_image"): "preserve_mac_from_state_image",
     ("state", "mac_address_translation"): "mac_address_translation",
 }
 TOP_LEVEL_HELP = {
