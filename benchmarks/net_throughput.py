@@ -138,7 +138,7 @@ def guest_to_guest(megabytes: int, timeout: float) -> dict[str, Any]:
     from pyv86.paths import resolve_file
 
     kernel = resolve_file("guest:vmlinuz", ROOT)
-    if not Path(kernel).exists():
+    if not kernel.exists():
         return {"mb_per_s": None, "reason": "no guest image: run `pyv86 guest build` first"}
     base = (ROOT / "examples" / "machines" / "linux.toml").read_text()
     hub = f"benchguest{os.getpid()}"
@@ -146,13 +146,17 @@ def guest_to_guest(megabytes: int, timeout: float) -> dict[str, Any]:
     files = []
     for name in ("rx", "tx"):
         text = base.replace('url = "null:"', f'url = "hub:{hub}"').replace('name = "linux"', f'name = "{name}"')
+        # guest time must be wall time here: the figure is MB per wall second
+        text = text.replace('clock = "virtual"', 'clock = "realtime"')
+        guest_dir = f"{kernel.parent}/"
         path = tmp / f"{name}.toml"
-        path.write_text(text.replace('kernel = "guest:', f'kernel = "{kernel[:-len("vmlinuz")]}').replace(
-            'initrd = "guest:', f'initrd = "{kernel[:-len("vmlinuz")]}'))
+        path.write_text(text.replace('kernel = "guest:', f'kernel = "{guest_dir}').replace(
+            'initrd = "guest:', f'initrd = "{guest_dir}'))
         files.append(path)
     setup = "ip link set eth0 up; ip addr add 10.99.0.{n}/24 dev eth0; "
     rx_cmd = setup.format(n=1) + "nc -l -p 5001 | dd of=/dev/null bs=64k 2>&1 | tail -1"
-    tx_cmd = (setup.format(n=2) + "sleep 2; T0=$(cut -d' ' -f1 /proc/uptime); "
+    tx_cmd = (setup.format(n=2) + "until ping -c 1 -W 1 10.99.0.1 >/dev/null 2>&1; do sleep 1; done; "
+              "sleep 1; T0=$(cut -d' ' -f1 /proc/uptime); "
               f"dd if=/dev/zero bs=64k count={megabytes * 16} 2>/dev/null | nc 10.99.0.1 5001; "
               "T1=$(cut -d' ' -f1 /proc/uptime); echo ELAPSED $T0 $T1")
     cmd = [sys.executable, "-m", "pyv86.cli", "run", "--headless", "--timeout", str(int(timeout))]
@@ -196,12 +200,16 @@ def main(argv: list[str] | None = None) -> int:
         guest = guest_to_guest(args.guest_mb, args.guest_timeout)
     else:
         guest = {"mb_per_s": None, "reason": "not run (pass --guest; needs a booting Linux guest image)"}
+    # the headline figure is guest-to-guest TCP when it was measured, else the register level
+    headline, measure = ours, "register-level: Linux ne2k-pci driver model on both NICs over an in-process hub"
+    if guest.get("mb_per_s") is not None:
+        headline, measure = guest, "guest-to-guest TCP: busybox nc + dd between two Linux guests on hub:"
     result = {
         "benchmark": "net_throughput",
         "frame_size": args.size,
-        "mb_per_s": round(ours["mb_per_s"], 3),
-        "frames_per_s": round(ours["frames_per_s"], 1),
-        "measure": "register-level: Linux ne2k-pci driver model on both NICs over an in-process hub",
+        "mb_per_s": round(headline["mb_per_s"], 3),
+        "frames_per_s": round(headline["frames_per_s"], 1),
+        "measure": measure,
         "register_level": ours,
         "peer_raw_hub": peer,
         "ratio_vs_raw_hub": round(ours["frames_per_s"] / peer["frames_per_s"], 4) if peer["frames_per_s"] else None,
