@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
 from typing import Any
 
 from pyv86.config import load_machine_config
@@ -29,13 +30,20 @@ def run_machine_file(args: argparse.Namespace, plugins: Any) -> int:
                                  verbose=getattr(args, "verbose", 0),
                                  console_log=getattr(args, "console_log", None))
         before_run(args, machine, image)
+        started = time.monotonic()
         reason = machine.run(timeout_s=args.timeout)
+        elapsed = time.monotonic() - started
         after_run(args, machine)
     finally:
         if console is not None:
             console.close()
         machine.shutdown(machine.stop_reason or "user")
-    log.info("%s: stopped (%s)", config.path, reason)
+    if machine.cpu is not None:
+        executed = machine.cpu.instructions
+        log.info("%s: stopped (%s) after %s guest instructions in %.2f s (%.1f MIPS)", config.path,
+                 reason, f"{executed:,}", elapsed, executed / max(elapsed, 1e-9) / 1e6)
+    else:
+        log.info("%s: stopped (%s)", config.path, reason)
     if console is not None and console.exec_session is not None:
         return console.exec_session.exit_status(reason, args.timeout)
     if machine.exit_status is not None:
