@@ -20,6 +20,7 @@ from pathlib import Path
 
 from pyv86.errors import Pyv86Error
 from pyv86.guest.scripts import READY_MARKER
+from pyv86.guest.shell import ShellCommands
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def qemu_command(kernel: Path, initrd: Path, cmdline: str = DEFAULT_CMDLINE,
     return cmd
 
 
-class QemuGuest:
+class QemuGuest(ShellCommands):
     """A running QEMU with the guest image; use as a context manager."""
 
     def __init__(self, kernel: Path, initrd: Path, cmdline: str = DEFAULT_CMDLINE,
@@ -127,21 +128,6 @@ class QemuGuest:
         assert self._proc is not None and self._proc.stdin is not None
         self._proc.stdin.write(text.encode())
         self._proc.stdin.flush()
-
-    def run(self, command: str, timeout_s: float = 30) -> tuple[str, int]:
-        """Type ``command`` into the shell; return (its output, its exit status).
-
-        The begin/end tags are computed by the guest shell (``$((n+1))``), so the echo of the
-        typed line — which the terminal may wrap — never matches them.
-        """
-        n = time.monotonic_ns()
-        begin, end = f"PYV86-B{n + 1}", f"PYV86-E{n + 1}"
-        start = len(self.output)
-        self.send(f"echo PYV86-B$(({n}+1)); {command}; echo PYV86-E$(({n}+1))-$?\n")
-        m_end = self.wait_for(re.compile(rf"{end}-(\d+)\r?$", re.M), timeout_s, start)
-        m_begin = self.wait_for(re.compile(rf"^{begin}\r?\n", re.M), 0, start)
-        text = self.output[m_begin.end():m_end.start()].replace("\r", "")
-        return text.strip("\n"), int(m_end.group(1))
 
     def wait_exit(self, timeout_s: float) -> int:
         """Wait for QEMU to exit on its own (``-no-reboot`` turns a guest reboot into an exit)."""

@@ -38,6 +38,7 @@ from typing import IO, Any, Sequence
 
 from pyv86.errors import Pyv86Error
 from pyv86.guest.scripts import READY_MARKER
+from pyv86.guest.shell import ShellCommands
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +176,7 @@ def runner_command(node: str, directory: Path, kernel: Path, initrd: Path, cmdli
     return cmd
 
 
-class V86Guest:
+class V86Guest(ShellCommands):
     """A running v86 with the guest image; use as a context manager.
 
     ``prefix`` is put before the node command (e.g. ``["ip", "netns", "exec", NS]`` to run
@@ -183,6 +184,8 @@ class V86Guest:
     marker line appeared (wall_s, instructions, user_cpu_s ...), ``exit_figures`` the one
     it printed on exit.
     """
+
+    default_command_timeout_s = 60
 
     def __init__(self, kernel: Path, initrd: Path, cmdline: str = DEFAULT_CMDLINE,
                  memory_mib: int = 128, relay_url: str | None = None, marker: str = READY_MARKER,
@@ -320,21 +323,6 @@ class V86Guest:
             self._proc.stdin.flush()
         except (BrokenPipeError, OSError) as exc:
             raise V86Error(f"{self.name}: cannot type into the console, v86 has exited ({exc})") from None
-
-    def run(self, command: str, timeout_s: float = 60) -> tuple[str, int]:
-        """Type ``command`` into the guest shell; return (its output, its exit status).
-
-        The begin/end tags are computed by the guest shell, so the echo of the typed line
-        never matches them (same scheme as QemuGuest.run).
-        """
-        n = time.monotonic_ns()
-        begin, end = f"PYV86-B{n + 1}", f"PYV86-E{n + 1}"
-        start = len(self.output)
-        self.send(f"echo PYV86-B$(({n}+1)); {command}; echo PYV86-E$(({n}+1))-$?\n")
-        m_end = self.wait_for(re.compile(rf"{end}-(\d+)\r?$", re.M), timeout_s, start)
-        m_begin = self.wait_for(re.compile(rf"^{begin}\r?\n", re.M), 0, start)
-        text = self.output[m_begin.end():m_end.start()].replace("\r", "")
-        return text.strip("\n"), int(m_end.group(1))
 
     def wait_exit(self, timeout_s: float) -> int:
         assert self._proc is not None
