@@ -1,6 +1,6 @@
 """Compile the generated IR with llvmlite and cache the object code on disk.
 
-Cache: ``$XDG_CACHE_HOME/pyv86/cpu/`` (default ``~/.cache/pyv86/cpu/``), file name =
+Cache: ``pyv86.paths.cache_dir('cpu')`` (default ``~/.cache/pyv86/cpu/``; honours ``PYV86_CACHE_DIR``), file name =
 sha256(IR text + llvmlite version + target CPU/features + opt level).  ``PYV86_CPU_OPT=0``
 skips the IR optimisation passes (fast builds while developing).
 """
@@ -12,13 +12,14 @@ import sys
 import time
 from pathlib import Path
 
+from pyv86 import paths
+
 TARGET_CPU = "x86-64-v2"
 _cache: dict = {}
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "pyv86" / "cpu"
+    return paths.cache_dir("cpu")
 
 
 def _llvm():
