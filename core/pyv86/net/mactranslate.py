@@ -237,15 +237,7 @@ class MacTranslator:
         if buf[off + 9] != 17:
             raise _Skip("unsupported", f"IPv4 protocol {buf[off + 9]}")
         udp = off + ihl
-        if udp + 8 > end:
-            raise _Skip("malformed", "truncated UDP header")
-        sport = int.from_bytes(buf[udp : udp + 2], "big")
-        dport = int.from_bytes(buf[udp + 2 : udp + 4], "big")
-        ulen = int.from_bytes(buf[udp + 4 : udp + 6], "big")
-        if ulen < 8 or udp + ulen > end:
-            raise _Skip("malformed", f"UDP length {ulen}")
-        if sport not in DHCP_PORTS and dport not in DHCP_PORTS:
-            raise _Skip("unsupported", f"UDP ports {sport}->{dport}")
+        ulen = _udp_length(buf, udp, end, DHCP_PORTS)
         checksum = _Checksum(buf, udp, udp + ulen, udp + 6, udp=True)
         self._dhcp(buf, udp + 8, udp + ulen, search, replace, checksum)
         checksum.commit()
@@ -327,15 +319,7 @@ class MacTranslator:
         checksum.commit()
 
     def _udp6(self, buf: bytearray, udp: int, end: int, search: bytes, replace: bytes) -> None:
-        if udp + 8 > end:
-            raise _Skip("malformed", "truncated UDP header")
-        sport = int.from_bytes(buf[udp : udp + 2], "big")
-        dport = int.from_bytes(buf[udp + 2 : udp + 4], "big")
-        ulen = int.from_bytes(buf[udp + 4 : udp + 6], "big")
-        if ulen < 8 or udp + ulen > end:
-            raise _Skip("malformed", f"UDP length {ulen}")
-        if sport not in DHCP6_PORTS and dport not in DHCP6_PORTS:
-            raise _Skip("unsupported", f"UDP ports {sport}->{dport}")
+        ulen = _udp_length(buf, udp, end, DHCP6_PORTS)
         msg = udp + 8
         if msg + 4 > udp + ulen or buf[msg] in (12, 13):
             raise _Skip("unsupported", "DHCPv6 relay message or empty")
@@ -364,3 +348,21 @@ class _Skip(Exception):
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
+
+
+def _udp_length(buf: bytearray, udp: int, end: int, ports: tuple[int, ...]) -> int:
+    """Check the UDP header at ``udp`` (ending by ``end``) and that one port is in ``ports``.
+
+    Returns the UDP length; raises :class:`_Skip` for a truncated header, a bad length or
+    other ports.
+    """
+    if udp + 8 > end:
+        raise _Skip("malformed", "truncated UDP header")
+    sport = int.from_bytes(buf[udp : udp + 2], "big")
+    dport = int.from_bytes(buf[udp + 2 : udp + 4], "big")
+    ulen = int.from_bytes(buf[udp + 4 : udp + 6], "big")
+    if ulen < 8 or udp + ulen > end:
+        raise _Skip("malformed", f"UDP length {ulen}")
+    if sport not in ports and dport not in ports:
+        raise _Skip("unsupported", f"UDP ports {sport}->{dport}")
+    return ulen
