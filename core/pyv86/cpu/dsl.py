@@ -520,10 +520,13 @@ class Emitter:
     def lin(self, seg, off: V) -> V:
         return self.sget("seg_base", seg) + off
 
-    def _tlb_hit(self, lin: V, size: int, kind: V):
+    def _tlb_hit(self, lin: V, size: int, kind: V, chk: V | None = None):
         idx = (lin >> 12) & (S.TLB_SIZE - 1)
         tag = self.sget("tlb_tag", (kind << S.TLB_BITS) + idx)
-        hit = tag.eq((lin & ~0xFFF) | 1)
+        want = (lin & ~0xFFF) | 1
+        if chk is not None:   # state.seg_chk: 2 makes a segment needing checks always miss
+            want = want | chk
+        hit = tag.eq(want)
         if size > 1:
             hit = hit & (lin & 0xFFF).ule(4096 - size // 8)
         return hit, idx
@@ -532,44 +535,67 @@ class Emitter:
         p = self.b.gep(self.ram, [phys.zx(64).v], inbounds=True)
         return self.b.bitcast(p, ity(bits).as_pointer())
 
-    def read_lin(self, lin: V, size: int, kind: V | None = None) -> V:
+    def read_lin(self, lin: V, size: int, kind: V | None = None, seg=None, off=None) -> V:
         kind = self.cpl_kind() if kind is None else self.v(kind)
-        hit, idx = self._tlb_hit(lin, size, kind)
+        chk = None if seg is None else self.sget("seg_chk", seg)
+        hit, idx = self._tlb_hit(lin, size, kind, chk)
         out = self.var(size)
         with self.if_else(hit, likely=True) as (then, other):
             with then:
                 phys = lin + self.sget("tlb_delta", idx)
                 out.set(V(self, self.b.load(self.ram_ptr(phys, size), align=1)))
             with other:
-                self.call("mem_slow", lin, self.c(size // 8), kind, self.c(0), sync=False)
+                if seg is None:
+                    self.call("mem_slow", lin, self.c(size // 8), kind, self.c(0), sync=False)
+                else:
+                    self.call("seg_slow", self.v(seg), off, self.c(size // 8), kind, self.c(0), sync=False)
                 out.set(self.sget("scratch", 0).tr(size))
         return out.get()
 
-    def write_lin(self, lin: V, size: int, value: V, kind: V | None = None):
+    def write_lin(self, lin: V, size: int, value: V, kind: V | None = None, seg=None, off=None):
         kind = (self.cpl_kind() if kind is None else self.v(kind)) | 1
-        hit, idx = self._tlb_hit(lin, size, kind)
+        chk = None if seg is None else self.sget("seg_chk", seg + 8)
+        hit, idx = self._tlb_hit(lin, size, kind, chk)
         with self.if_else(hit, likely=True) as (then, other):
             with then:
                 phys = lin + self.sget("tlb_delta", idx)
                 self.b.store(self.v(value, size).v, self.ram_ptr(phys, size), align=1)
             with other:
-                self.call("mem_slow", lin, self.c(size // 8), kind, self.v(value, size).zx(32), sync=False)
+                v32 = self.v(value, size).zx(32)
+                if seg is None:
+                    self.call("mem_slow", lin, self.c(size // 8), kind, v32, sync=False)
+                else:
+                    self.call("seg_slow", self.v(seg), off, self.c(size // 8), kind, v32, sync=False)
 
-    def probe_write_lin(self, lin: V, size: int, kind: V | None = None):
+    def probe_write_lin(self, lin: V, size: int, kind: V | None = None, seg=None, off=None):
         """Fault now if a write of ``size`` bits at ``lin`` would fault (precise RMW)."""
         kind = (self.cpl_kind() if kind is None else self.v(kind)) | 1
-        hit, _ = self._tlb_hit(lin, size, kind)
+        chk = None if seg is None else self.sget("seg_chk", seg + 8)
+        hit, _ = self._tlb_hit(lin, size, kind, chk)
         with self.if_(~hit, likely=False):
-            self.call("mem_probe", lin, self.c(size // 8), kind, sync=False)
+            if seg is None:
+                self.call("mem_probe", lin, self.c(size // 8), kind, sync=False)
+            else:
+                self.call("seg_probe", self.v(seg), off, self.c(size // 8), kind, sync=False)
 
+    # segment-relative accesses: the segment checks (system.seg_slow) run on the slow path
+    # only.  Implicit stack accesses (a constant SS: push/pop/call/ret/enter/leave) skip them:
+    # SS is never null in protected mode and checking its limit there cost ~10 % of the
+    # interpreter's speed (register allocation of the one big run function).
     def read(self, seg, off: V, size: int, kind=None) -> V:
-        return self.read_lin(self.lin(seg, off), size, kind)
+        if isinstance(seg, int) and seg == S.SS:
+            return self.read_lin(self.lin(seg, off), size, kind)
+        return self.read_lin(self.lin(seg, off), size, kind, seg, off)
 
     def write(self, seg, off: V, size: int, value, kind=None):
-        self.write_lin(self.lin(seg, off), size, self.v(value, size), kind)
+        if isinstance(seg, int) and seg == S.SS:
+            return self.write_lin(self.lin(seg, off), size, self.v(value, size), kind)
+        self.write_lin(self.lin(seg, off), size, self.v(value, size), kind, seg, off)
 
     def probe_write(self, seg, off: V, size: int, kind=None):
-        self.probe_write_lin(self.lin(seg, off), size, kind)
+        if isinstance(seg, int) and seg == S.SS:
+            return self.probe_write_lin(self.lin(seg, off), size, kind)
+        self.probe_write_lin(self.lin(seg, off), size, kind, seg, off)
 
     # ------------------------------------------------------------ stack
     def stack32(self) -> V:

@@ -1292,8 +1292,10 @@ STR_KINDS = {0xA4: "movs", 0xA5: "movs", 0xA6: "cmps", 0xA7: "cmps", 0xAA: "stos
 REP_CAP = 1 << 16
 
 
-def io_check(e):
-    e.gp_if(~iopl_ok(e), 0)
+def io_check(e, port: V, nbytes: int):
+    """I/O permission: CPL <= IOPL, or else the TSS I/O permission bitmap (system.io_perm)."""
+    with e.if_(~iopl_ok(e), likely=False):
+        e.call("io_perm", port, e.c(nbytes))
 
 
 def string_op(I):
@@ -1302,7 +1304,7 @@ def string_op(I):
     size = 8 if I.op in (0xA4, 0xA6, 0xAA, 0xAC, 0xAE, 0x6C, 0x6E) else I.osize
     nb = size // 8
     if kind in ("ins", "outs"):
-        io_check(e)
+        io_check(e, e.reg(2, 16).zx(32), nb)
     for a32 in (True, False):
         cond = I.a32 if a32 else ~I.a32
         with e.if_(cond):
@@ -1427,14 +1429,14 @@ for _c in STR_KINDS:
 
 def _in(I, size, port):
     e = I.e
-    io_check(e)
+    io_check(e, port, size // 8)
     v = e.callback(CB_PORT_READ, port, size // 8)
     e.set_reg(0, v.tr(size), size)
 
 
 def _out(I, size, port):
     e = I.e
-    io_check(e)
+    io_check(e, port, size // 8)
     e.callback(CB_PORT_WRITE, port, size // 8, e.reg(0, size).zx(32))
 
 

@@ -93,6 +93,11 @@ _FIELDS: list[tuple[str, str, int]] = [
     ("tlb_delta", "u4", TLB_SIZE),
     ("tlb_global", "u1", TLB_SIZE),
     ("iobuf", "u1", 4096 + 16),  # buffer for rep ins/outs chunks
+    # per segment register: 0 = TLB fast path allowed, 2 = every access takes the checked
+    # slow path (null/unusable, limit below 4 GiB, expand-down, wrong type); [0..7] reads,
+    # [8..15] writes.  OR-ed into the TLB tag compare so a checked segment never hits.
+    ("seg_chk", "u4", 16),
+    ("task_nest", "u4", 1),     # faults raised inside a task switch after its commit point (bounded)
 ]
 
 

@@ -278,6 +278,7 @@ def set_accessed(e, hi, addr):
 
 
 def set_seg(e, seg: int, sel: V, base: V, limit: V, flags: V):
+    """Load a segment register's selector and descriptor cache (protected-mode form)."""
     e.sset("seg_sel", sel & 0xFFFF, seg)
     e.sset("seg_base", base, seg)
     e.sset("seg_limit", limit, seg)
@@ -286,12 +287,77 @@ def set_seg(e, seg: int, sel: V, base: V, limit: V, flags: V):
         e.sset("code32", (flags >> 14) & 1)
     elif seg == S.SS:
         e.sset("stack32", (flags >> 14) & 1)
+    if seg <= S.GS:
+        r_chk, w_chk = seg_chk_of(e, limit, flags)
+        e.sset("seg_chk", r_chk, seg)
+        e.sset("seg_chk", w_chk, seg + 8)
+
+
+def seg_chk_of(e, limit: V, flags: V):
+    """state.seg_chk values (read, write) for a descriptor cache: 0 lets the TLB fast path
+    serve the access, 2 sends every access through ``seg_slow`` (null/unusable segment,
+    limit below 4 GiB, expand-down, not readable / not writable)."""
+    present = (flags & 0x80).ne(0)
+    data = (flags & 0x18).eq(0x10)
+    code = (flags & 0x18).eq(0x18)
+    flat = present & limit.eq(0xFFFFFFFF) & ~(data & (flags & 4).ne(0))
+    r_ok = flat & (data | (code & (flags & 2).ne(0)))
+    w_ok = flat & data & (flags & 2).ne(0)
+    return e.sel(r_ok, e.c(0), e.c(2)), e.sel(w_ok, e.c(0), e.c(2))
 
 
 def set_seg_real(e, seg, sel: V):
+    """Real-mode segment load: base = sel << 4; limit and attributes stay cached (unreal
+    mode) and are not checked in real mode."""
     sel = sel & 0xFFFF
     e.sset("seg_sel", sel, seg)
     e.sset("seg_base", sel << 4, seg)
+    e.sset("seg_chk", e.c(0), seg)
+    e.sset("seg_chk", e.c(0), seg + 8)
+
+
+def seg_access_check(e, seg: V, off: V, nbytes: V, write: V):
+    """Protected-mode checks of a data access through segment register ``seg``: unusable
+    (null) segment, type (read of execute-only code, write to code or read-only data) and
+    limit (expand-up and expand-down).  #SS(0) for SS, #GP(0) otherwise."""
+    fl = e.sget("seg_flags", seg)
+    limit = e.sget("seg_limit", seg)
+    vec = e.sel(seg.eq(S.SS), e.c(12), e.c(13))
+    e.fault_if((fl & 0x80).eq(0), vec, 0)
+    data = (fl & 0x18).eq(0x10)
+    code = (fl & 0x18).eq(0x18)
+    writable = data & (fl & 2).ne(0)
+    readable = data | (code & (fl & 2).ne(0))
+    e.fault_if(e.sel(write, ~writable, ~readable), vec, 0)
+    last = off + nbytes - 1
+    wrap = last.ult(off)
+    down = data & (fl & 4).ne(0)
+    upper = e.sel((fl & 0x4000).ne(0), e.c(0xFFFFFFFF), e.c(0xFFFF))
+    bad_up = wrap | last.ugt(limit)
+    bad_down = wrap | off.ule(limit) | last.ugt(upper)
+    e.fault_if(e.sel(down, bad_down, bad_up), vec, 0)
+
+
+@helper("seg_slow", 5)
+def h_seg_slow(e):
+    """Slow path of a segment-relative access (TLB miss, or a segment with seg_chk set):
+    args seg, offset, nbytes, kind (bit0 write), value; read result in scratch[0]."""
+    seg, off, nbytes, kind, value = args(e)
+    write = kind & 1
+    with e.if_(e.sget("seg_chk", seg + (write << 3)).ne(0), likely=False):
+        seg_access_check(e, seg, off, nbytes, write.ne(0))
+    e.call("mem_slow", e.sget("seg_base", seg) + off, nbytes, kind, value, sync=False)
+    e.b.ret(e.c(0).v)
+
+
+@helper("seg_probe", 4)
+def h_seg_probe(e):
+    """Write probe through a segment: args seg, offset, nbytes, kind."""
+    seg, off, nbytes, kind = args(e)
+    with e.if_(e.sget("seg_chk", seg + 8).ne(0), likely=False):
+        seg_access_check(e, seg, off, nbytes, e.c(1, 1))
+    e.call("mem_probe", e.sget("seg_base", seg) + off, nbytes, kind | 1, sync=False)
+    e.b.ret(e.c(0).v)
 
 
 def protected(e) -> V:
@@ -393,9 +459,25 @@ def h_jmp_far(e):
             set_seg_real(e, S.CS, sel)
             e.lset("eip", off)
         with then:
+            e.gp_if((sel & 0xFFFC).eq(0), 0)
             lo, hi, addr = read_desc(e, sel)
             typ = (hi >> 8) & 0x1F
-            e.gp_if((typ & 0x10).eq(0), sel & 0xFFFC)  # gates / TSS not supported
+            with e.if_((typ & 0x10).eq(0)):     # system descriptor: call gate, TSS, task gate
+                is_cg = typ.eq(0xC) | typ.eq(0x4)
+                e.gp_if(~is_cg & typ.ne(0x9) & typ.ne(0x5), sel & 0xFFFC)
+                with e.if_else(is_cg) as (cg, task):
+                    with cg:
+                        _call_gate(e, sel, lo, hi, call, ret)
+                    with task:
+                        cpl = e.sget("cpl")
+                        dpl = (hi >> 13) & 3
+                        e.gp_if(dpl.ult(cpl) | dpl.ult(sel & 3), sel & 0xFFFC)
+                        e.fault_if((hi & 0x8000).eq(0), 11, sel & 0xFFFC)
+                        tss = e.sel(typ.eq(5), lo >> 16, sel)
+                        e.call("task_switch", tss, e.sel(call, e.c(TS_CALL), e.c(TS_JMP)), e.c(0), e.c(0),
+                               sync=False)
+                e.b.ret(e.c(0).v)
+                e.dead()
             cpl = check_code_desc(e, sel, lo, hi, None, True)
             with e.if_(call):
                 with e.if_else(o32) as (t, o):
@@ -410,6 +492,131 @@ def h_jmp_far(e):
             set_accessed(e, hi, addr)
             load_cs(e, sel, lo, hi | 0x100, cpl)
             e.lset("eip", e.sel(o32, off, off & 0xFFFF))
+    e.b.ret(e.c(0).v)
+
+
+def tss_stack(e, dpl: V):
+    """(esp, ss) for privilege level ``dpl`` from the current TSS (32- or 16-bit);
+    #TS(TR selector) when the TSS is too short."""
+    base = e.sget("seg_base", S.TR)
+    t32 = (e.sget("seg_flags", S.TR) & 8).ne(0)
+    last = e.sel(t32, dpl * 8 + 11, dpl * 4 + 5)
+    e.fault_if(last.ugt(e.sget("seg_limit", S.TR)), 10, e.sget("seg_sel", S.TR) & 0xFFFC)
+    esp = e.var(32)
+    with e.if_else(t32) as (t, o):
+        with t:
+            esp.set(e.read_lin(base + 4 + dpl * 8, 32, e.c(0)))
+        with o:
+            esp.set(e.read_lin(base + 2 + dpl * 4, 16, e.c(0)).zx(32))
+    ss = e.read_lin(base + e.sel(t32, dpl * 8 + 8, dpl * 4 + 4), 16, e.c(0)).zx(32)
+    return esp.get(), ss
+
+
+def load_inner_ss(e, ss: V, dpl: V):
+    """Checks of the inner stack segment taken from the TSS (#TS / #SS); returns its
+    descriptor (lo, hi, addr)."""
+    e.fault_if((ss & 0xFFFC).eq(0), 10, 0)
+    slo, shi, saddr = read_desc(e, ss, 10)
+    styp = (shi >> 8) & 0x1F
+    sdpl = (shi >> 13) & 3
+    e.fault_if((ss & 3).ne(dpl) | sdpl.ne(dpl) | ~(styp & 0x1A).eq(0x12), 10, ss & 0xFFFC)
+    e.fault_if((shi & 0x8000).eq(0), 12, ss & 0xFFFC)
+    return slo, shi, saddr
+
+
+def _call_gate(e, gsel, glo, ghi, call: V, ret: V):
+    """Far jmp/call through a call gate (16- or 32-bit): same privilege, or a call to an
+    inner privilege level with the TSS stack switch and the gate's parameter copy."""
+    cpl = e.sget("cpl")
+    gdpl = (ghi >> 13) & 3
+    e.gp_if(gdpl.ult(cpl) | gdpl.ult(gsel & 3), gsel & 0xFFFC)
+    e.fault_if((ghi & 0x8000).eq(0), 11, gsel & 0xFFFC)
+    g32 = (ghi & 0x800).ne(0)
+    sel = glo >> 16
+    off = e.sel(g32, (glo & 0xFFFF) | (ghi & 0xFFFF0000), glo & 0xFFFF)
+    e.gp_if((sel & 0xFFFC).eq(0), 0)
+    lo, hi, addr = read_desc(e, sel)
+    typ = (hi >> 8) & 0x1F
+    dpl = (hi >> 13) & 3
+    conforming = (typ & 4).ne(0)
+    bad = ~(typ & 0x18).eq(0x18) | dpl.ugt(cpl) | (~call & ~conforming & dpl.ne(cpl))
+    e.gp_if(bad, sel & 0xFFFC)
+    e.fault_if((hi & 0x8000).eq(0), 11, sel & 0xFFFC)
+    old_cs = e.sget("seg_sel", S.CS)
+    inner = call & ~conforming & dpl.ult(cpl)
+    with e.if_else(inner) as (t_in, t_same):
+        with t_in:
+            new_esp, new_ss = tss_stack(e, dpl)
+            slo, shi, saddr = load_inner_ss(e, new_ss, dpl)
+            sbase = desc_base(e, slo, shi)
+            s32 = (shi & 0x400000).ne(0)
+            count = ghi & 0x1F
+            old_ss = e.sget("seg_sel", S.SS)
+            old_esp = e.reg(4)
+            old_base = e.sget("seg_base", S.SS)
+            old_s32 = e.stack32()
+            nsp = e.var(32)
+            for g in (True, False):
+                with e.if_(g32 if g else ~g32):
+                    sz = 32 if g else 16
+                    n = sz // 8
+
+                    def at(sp):
+                        return sbase + e.sel(s32, sp, sp & 0xFFFF)
+                    low = new_esp - (count + 4) * n
+                    e.probe_write_lin(at(low), 8, e.c(0))
+                    e.probe_write_lin(at(new_esp - 1), 8, e.c(0))
+                    e.write_lin(at(new_esp - n), sz, old_ss.tr(sz), e.c(0))
+                    e.write_lin(at(new_esp - 2 * n), sz, old_esp.tr(sz), e.c(0))
+                    dst = new_esp - (count + 2) * n
+                    i = e.var(32, 0)
+
+                    def copy():
+                        k = i.get()
+                        src = old_esp + k * n
+                        v = e.read_lin(old_base + e.sel(old_s32, src, src & 0xFFFF), sz)
+                        e.write_lin(at(dst + k * n), sz, v, e.c(0))
+                        i.set(k + 1)
+                    e.while_(lambda: i.get().ult(count), copy)
+                    e.write_lin(at(dst - n), sz, old_cs.tr(sz), e.c(0))
+                    e.write_lin(at(dst - 2 * n), sz, ret.tr(sz), e.c(0))
+                    nsp.set(dst - 2 * n)
+            set_accessed(e, hi, addr)
+            set_accessed(e, shi, saddr)
+            shi = shi | 0x100
+            set_seg(e, S.SS, new_ss, sbase, desc_limit(e, slo, shi), desc_flags(e, shi))
+            e.set_reg(4, e.sel(s32, nsp.get(), (new_esp & 0xFFFF0000) | (nsp.get() & 0xFFFF)))
+            load_cs(e, sel, lo, hi | 0x100, dpl)
+        with t_same:
+            with e.if_(call):
+                with e.if_else(g32) as (t, o):
+                    with t:
+                        e.push_probe(8)
+                        e.push(old_cs, 32)
+                        e.push(ret, 32)
+                    with o:
+                        e.push_probe(4)
+                        e.push(old_cs.tr(16), 16)
+                        e.push(ret.tr(16), 16)
+            set_accessed(e, hi, addr)
+            load_cs(e, sel, lo, hi | 0x100, cpl)
+    e.lset("eip", off)
+
+
+@helper("io_perm", 2)
+def h_io_perm(e):
+    """I/O with CPL > IOPL: allowed when the ``nbytes`` bits for ``port`` in the TSS I/O
+    permission bitmap are all clear (32-bit TSS only), else #GP(0)."""
+    port, nbytes = args(e)
+    fl = e.sget("seg_flags", S.TR)
+    limit = e.sget("seg_limit", S.TR)
+    base = e.sget("seg_base", S.TR)
+    e.gp_if(((fl & 0x1D).ne(0x9)) | limit.ult(0x67), 0)
+    at = e.read_lin(base + 0x66, 16, e.c(0)).zx(32) + (port >> 3)
+    e.gp_if((at + 1).ugt(limit), 0)
+    bits = e.read_lin(base + at, 16, e.c(0)).zx(32)
+    mask = ((e.c(1) << nbytes) - 1) << (port & 7)
+    e.gp_if((bits & mask).ne(0), 0)
     e.b.ret(e.c(0).v)
 
 
@@ -446,6 +653,11 @@ def h_ret_far(e):
 def _ret_far(e, o32, imm, iret):
     sz = 32 if o32 else 16
     n = sz // 8
+    with e.if_(iret & protected(e) & (e.flags() & S.NT).ne(0)):    # return to the previous task
+        link = e.read_lin(e.sget("seg_base", S.TR) + TSS_LINK, 16, e.c(0)).zx(32)
+        e.call("task_switch", link, e.c(TS_IRET), e.c(0), e.c(0), sync=False)
+        e.b.ret(e.c(0).v)
+        e.dead()
     new_eip = e.pop_peek(sz, 0).zx(32)
     new_cs = e.pop_peek(sz, n).zx(32) & 0xFFFF
     new_fl = e.var(32, 0)
@@ -479,7 +691,6 @@ def _ret_far(e, o32, imm, iret):
                 e.set_flags_word((old_fl & ~m) | (nf & m))
         with then:
             with e.if_(iret):
-                e.gp_if((old_fl & S.NT).ne(0), 0)    # task return not supported
                 if o32:
                     e.gp_if((new_fl.get() & S.VM).ne(0), 0)  # no virtual-8086 mode
             lo, hi, addr = read_desc(e, new_cs)
@@ -551,12 +762,18 @@ def h_deliver(e):
             gtype = (hi >> 8) & 0x1F
             gate32 = (gtype & 8).ne(0)
             is_int = gtype.eq(0xE) | gtype.eq(0x6)
-            ok = gtype.eq(0xE) | gtype.eq(0xF) | gtype.eq(0x6) | gtype.eq(0x7)
-            e.gp_if(~ok, idt_err)   # task gates are not supported
+            ok = gtype.eq(0xE) | gtype.eq(0xF) | gtype.eq(0x6) | gtype.eq(0x7) | gtype.eq(0x5)
+            e.gp_if(~ok, idt_err)
             cpl = e.sget("cpl")
             gdpl = (hi >> 13) & 3
             e.gp_if(kind.eq(1) & gdpl.ult(cpl), idt_err)
             e.fault_if((hi & 0x8000).eq(0), 11, idt_err)
+            with e.if_(gtype.eq(0x5)):      # task gate: switch to the TSS it names
+                e.call("task_switch", lo >> 16, e.c(TS_INT), err, has_err, sync=False)
+                e.sset("last_exc", vec)
+                e.sset("last_exc_code", err)
+                e.b.ret(e.c(0).v)
+                e.dead()
             sel = lo >> 16
             off = e.sel(gate32, (lo & 0xFFFF) | (hi & 0xFFFF0000), lo & 0xFFFF)
             e.gp_if((sel & 0xFFFC).eq(0), ext)
@@ -869,4 +1086,150 @@ def h_lar_lsl(e):
     e.set_flags_word(e.sel(ok.get(), f | S.ZF, f & ~S.ZF))
     e.sset("scratch", val.get(), 0)
     e.sset("scratch", ok.get().zx(32), 1)
+    e.b.ret(e.c(0).v)
+
+
+# ---------------------------------------------------------------------------- task switches
+
+TS_JMP, TS_CALL, TS_IRET, TS_INT = 0, 1, 2, 3
+# 32-bit TSS layout
+TSS_LINK, TSS_CR3, TSS_EIP, TSS_EFLAGS, TSS_REGS, TSS_SEGS, TSS_LDT = 0, 0x1C, 0x20, 0x24, 0x28, 0x48, 0x60
+TASK_NEST_MAX = 4
+
+
+def _ts_load_seg(e, s: int, sel: V, cpl: V):
+    """Load segment register ``s`` from a new task's TSS image (#TS / #NP / #SS)."""
+    null = (sel & 0xFFFC).eq(0)
+    if s == S.LDTR:
+        with e.if_else(null) as (n, o):
+            with n:
+                set_seg(e, S.LDTR, sel, e.c(0), e.c(0), e.c(0))
+            with o:
+                e.fault_if((sel & 4).ne(0), 10, sel & 0xFFFC)
+                lo, hi, _ = read_desc(e, sel, 10)
+                e.fault_if(((hi >> 8) & 0x1F).ne(2) | (hi & 0x8000).eq(0), 10, sel & 0xFFFC)
+                set_seg(e, S.LDTR, sel, desc_base(e, lo, hi), desc_limit(e, lo, hi), desc_flags(e, hi))
+        return
+    if s in (S.CS, S.SS):
+        e.fault_if(null, 10, sel & 0xFFFC)
+    with e.if_else(null) as (n, o):
+        with n:
+            set_seg(e, s, sel, e.c(0), e.c(0), e.c(0))
+        with o:
+            lo, hi, addr = read_desc(e, sel, 10)
+            typ = (hi >> 8) & 0x1F
+            dpl = (hi >> 13) & 3
+            rpl = sel & 3
+            code = (typ & 0x18).eq(0x18)
+            conforming = code & (typ & 4).ne(0)
+            present = (hi & 0x8000).ne(0)
+            if s == S.CS:
+                e.fault_if(~code | e.sel(conforming, dpl.ugt(rpl), dpl.ne(rpl)), 10, sel & 0xFFFC)
+                e.fault_if(~present, 11, sel & 0xFFFC)
+            elif s == S.SS:
+                e.fault_if(~(typ & 0x1A).eq(0x12) | rpl.ne(cpl) | dpl.ne(cpl), 10, sel & 0xFFFC)
+                e.fault_if(~present, 12, sel & 0xFFFC)
+            else:
+                ok_type = (typ & 0x18).eq(0x10) | (code & (typ & 2).ne(0))
+                e.fault_if(~ok_type | (~conforming & (dpl.ult(cpl) | dpl.ult(rpl))), 10, sel & 0xFFFC)
+                e.fault_if(~present, 11, sel & 0xFFFC)
+            set_accessed(e, hi, addr)
+            hi = hi | 0x100
+            set_seg(e, s, sel, desc_base(e, lo, hi), desc_limit(e, lo, hi), desc_flags(e, hi))
+
+
+@helper("task_switch", 4)
+def h_task_switch(e):
+    """Hardware task switch to the TSS ``sel`` (32-bit TSS).  source: 0 jmp, 1 call, 2 iret
+    (back to the previous task), 3 interrupt/exception through a task gate (error code
+    ``err`` pushed on the new task's stack when ``has_err``).  The old task's state goes to
+    the current TSS with state.eip as its EIP; busy bits, NT and the back link follow the
+    SDM.  Faults before the commit point are raised in the old task; faults while loading
+    the new task's segments are delivered in the new task (from here, bounded nesting)."""
+    sel, source, err, has_err = args(e)
+    sel = sel & 0xFFFF
+    iret = source.eq(TS_IRET)
+    nested = source.eq(TS_CALL) | source.eq(TS_INT)
+    vec = e.sel(iret, e.c(10), e.c(13))
+    e.fault_if((sel & 4).ne(0) | (sel & 0xFFFC).eq(0), vec, sel & 0xFFFC)
+    lo, hi, daddr = read_desc(e, sel, vec)
+    typ = (hi >> 8) & 0x1F
+    busy = (typ & 2).ne(0)
+    # 32-bit TSS only (available 9 / busy 0xB); a 286 TSS is not implemented
+    e.fault_if(((typ & 0x1D).ne(9)) | e.sel(iret, ~busy, busy), vec, sel & 0xFFFC)
+    e.fault_if((hi & 0x8000).eq(0), 11, sel & 0xFFFC)
+    nbase = desc_base(e, lo, hi)
+    nlimit = desc_limit(e, lo, hi)
+    e.fault_if(nlimit.ult(0x67), 10, sel & 0xFFFC)
+    old_sel = e.sget("seg_sel", S.TR)
+    obase = e.sget("seg_base", S.TR)
+    e.fault_if(e.sget("seg_limit", S.TR).ult(0x67) | (e.sget("seg_flags", S.TR) & 8).eq(0), 10,
+               old_sel & 0xFFFC)
+
+    def rd(off, bits=32):
+        return e.read_lin(nbase + off, bits, e.c(0))
+    # read the whole new task image first (under the old CR3)
+    n_eip = rd(TSS_EIP)
+    n_fl = rd(TSS_EFLAGS)
+    n_regs = [rd(TSS_REGS + 4 * i) for i in range(8)]
+    n_segs = [rd(TSS_SEGS + 4 * i, 16).zx(32) for i in range(6)]
+    n_ldt = rd(TSS_LDT, 16).zx(32)
+    n_cr3 = rd(TSS_CR3)
+    e.fault_if((n_fl & S.VM).ne(0), 10, sel & 0xFFFC)   # no virtual-8086 mode
+    # save the old task (dynamic fields) into the current TSS
+    fl = e.flags()
+    e.write_lin(obase + TSS_EIP, 32, e.lget("eip"), e.c(0))
+    e.write_lin(obase + TSS_EFLAGS, 32, e.sel(iret, fl & ~S.NT, fl), e.c(0))
+    for i in range(8):
+        e.write_lin(obase + TSS_REGS + 4 * i, 32, e.reg(i), e.c(0))
+    for i in range(6):
+        e.write_lin(obase + TSS_SEGS + 4 * i, 16, e.sget("seg_sel", i).tr(16), e.c(0))
+    # busy bits and the back link
+    with e.if_(~nested):    # jmp / iret: the old task is no longer busy
+        oaddr = e.sget("gdtr_base") + (old_sel & ~7)
+        ohi = e.read_lin(oaddr + 4, 32, e.c(0))
+        e.write_lin(oaddr + 4, 32, ohi & ~0x200, e.c(0))
+    with e.if_(nested):
+        e.write_lin(nbase + TSS_LINK, 16, old_sel.tr(16), e.c(0))
+    with e.if_(~iret):
+        e.write_lin(daddr + 4, 32, hi | 0x200, e.c(0))
+    # ---- commit: from here on the new task is current
+    hi = hi | 0x200
+    set_seg(e, S.TR, sel, nbase, nlimit, desc_flags(e, hi))
+    e.sset("cr", e.sget("cr", 0) | TS, 0)
+    with e.if_((e.sget("cr", 0) & PG).ne(0)):
+        e.sset("cr", n_cr3, 3)
+        e.call("tlb_flush", e.c(0), sync=False)
+    for i in range(8):
+        e.set_reg(i, n_regs[i])
+    e.set_flags_word(e.sel(nested, n_fl | S.NT, n_fl))
+    e.lset("eip", n_eip)
+    cpl = n_segs[S.CS] & 3
+    e.sset("cpl", cpl)
+    # selectors first, all unusable, so a fault below leaves the rest unusable
+    for i in range(6):
+        set_seg(e, i, n_segs[i], e.c(0), e.c(0), e.c(0))
+    set_seg(e, S.CS, n_segs[S.CS], e.c(0), e.c(0xFFFFFFFF), e.c(0xC09B) | (cpl << 5))
+    saved_fault = e.fault_bb
+    post = e.block("ts_post_fault")
+    with e.b.goto_block(post):
+        depth = e.sget("task_nest")
+        with e.if_(depth.uge(TASK_NEST_MAX)):
+            e.sset("task_nest", e.c(0))
+            e.sset("exit_reason", S.EXIT_TRIPLE)
+            e.b.ret(e.c(ST_EXIT).v)
+            e.dead()
+        e.sset("task_nest", depth + 1)
+        st = V(e, e.b.call(e.helpers["raise_exc"], [e.state, e.ram]))
+        e.sset("task_nest", e.sget("task_nest") - 1)
+        e.b.ret(st.v)
+    e.fault_bb = post
+    _ts_load_seg(e, S.LDTR, n_ldt, cpl)
+    _ts_load_seg(e, S.CS, n_segs[S.CS], cpl)
+    _ts_load_seg(e, S.SS, n_segs[S.SS], cpl)
+    for s in (S.ES, S.DS, S.FS, S.GS):
+        _ts_load_seg(e, s, n_segs[s], cpl)
+    with e.if_(has_err.ne(0)):
+        e.push(err, 32)
+    e.fault_bb = saved_fault
     e.b.ret(e.c(0).v)
