@@ -135,17 +135,32 @@ def raw_hub(size: int, seconds: float) -> dict[str, Any]:
 
 def guest_to_guest(megabytes: int, timeout: float) -> dict[str, Any]:
     """busybox nc + dd between two booted Linux guests on one hub (needs a booting guest)."""
+    hub = f"benchguest{os.getpid()}"
+    return guest_pair_tcp(f"hub:{hub}", f"hub:{hub}", megabytes, timeout)
+
+
+def guest_pair_tcp(rx_url: str, tx_url: str, megabytes: int, timeout: float, *,
+                   wrap: list[str] | None = None, addresses: tuple[str, str] = ("10.99.0.1", "10.99.0.2"),
+                   ) -> dict[str, Any]:
+    """TCP from a sender guest on netdev ``tx_url`` to a receiver guest on ``rx_url``.
+
+    Both guests boot ``examples/machines/linux.toml`` (realtime clock, so the figure is MB
+    per wall second) in their own ``pyv86 run`` process, prefixed by ``wrap`` (e.g.
+    ``ip netns exec NS``). The receiver listens with busybox ``nc``; the sender waits until
+    it answers ping, then pipes ``dd`` into ``nc`` and times the transfer with the guest's
+    clock. Besides MB/s and frames/s the result holds both guests' TCP retransmissions and
+    NIC drop counters, read from /proc after the transfer. Reused by ``benchmarks/relay.py``.
+    """
     from pyv86.paths import resolve_file
 
     kernel = resolve_file("guest:vmlinuz", ROOT)
     if not kernel.exists():
         return {"mb_per_s": None, "reason": "no guest image: run `pyv86 guest build` first"}
     base = (ROOT / "examples" / "machines" / "linux.toml").read_text()
-    hub = f"benchguest{os.getpid()}"
     tmp = Path(tempfile.mkdtemp(prefix="pyv86-net-bench-"))
     files = []
-    for name in ("rx", "tx"):
-        text = base.replace('url = "null:"', f'url = "hub:{hub}"').replace('name = "linux"', f'name = "{name}"')
+    for name, url in (("rx", rx_url), ("tx", tx_url)):
+        text = base.replace('url = "null:"', f'url = "{url}"').replace('name = "linux"', f'name = "{name}"')
         # guest time must be wall time here: the figure is MB per wall second
         text = text.replace('clock = "virtual"', 'clock = "realtime"')
         guest_dir = f"{kernel.parent}/"
@@ -153,13 +168,17 @@ def guest_to_guest(megabytes: int, timeout: float) -> dict[str, Any]:
         path.write_text(text.replace('kernel = "guest:', f'kernel = "{guest_dir}').replace(
             'initrd = "guest:', f'initrd = "{guest_dir}'))
         files.append(path)
-    setup = "ip link set eth0 up; ip addr add 10.99.0.{n}/24 dev eth0; "
-    rx_cmd = setup.format(n=1) + "nc -l -p 5001 | dd of=/dev/null bs=64k 2>&1 | tail -1"
-    tx_cmd = (setup.format(n=2) + "until ping -c 1 -W 1 10.99.0.1 >/dev/null 2>&1; do sleep 1; done; "
+    rx_ip, tx_ip = addresses
+    setup = "ip link set eth0 up; ip addr add {ip}/24 dev eth0; "
+    # after the transfer: TCP RetransSegs (/proc/net/snmp) and eth0's rx/tx drops (/proc/net/dev)
+    counters = ("; echo TCPSTAT $(awk '/^Tcp:/ {n++} /^Tcp:/ && n==2 {print $13}' /proc/net/snmp) "
+                "$(awk '/eth0:/ {sub(/.*:/, \"\"); print $4, $12}' /proc/net/dev)")
+    rx_cmd = setup.format(ip=rx_ip) + "nc -l -p 5001 | dd of=/dev/null bs=64k 2>&1 | tail -1" + counters
+    tx_cmd = (setup.format(ip=tx_ip) + f"until ping -c 1 -W 1 {rx_ip} >/dev/null 2>&1; do sleep 1; done; "
               "sleep 1; T0=$(cut -d' ' -f1 /proc/uptime); "
-              f"dd if=/dev/zero bs=64k count={megabytes * 16} 2>/dev/null | nc 10.99.0.1 5001; "
-              "T1=$(cut -d' ' -f1 /proc/uptime); echo ELAPSED $T0 $T1")
-    cmd = [sys.executable, "-m", "pyv86.cli", "run", "--headless", "--timeout", str(int(timeout))]
+              f"dd if=/dev/zero bs=64k count={megabytes * 16} 2>/dev/null | nc {rx_ip} 5001; "
+              "T1=$(cut -d' ' -f1 /proc/uptime); echo ELAPSED $T0 $T1" + counters)
+    cmd = [*(wrap or []), sys.executable, "-m", "pyv86.cli", "run", "--headless", "--timeout", str(int(timeout))]
     start = time.monotonic()
     rx = subprocess.Popen([*cmd, "--exec", rx_cmd, str(files[0])], stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
@@ -169,8 +188,12 @@ def guest_to_guest(megabytes: int, timeout: float) -> dict[str, Any]:
         rx_out, rx_err = rx.communicate(timeout=timeout + 60)
     except subprocess.TimeoutExpired:
         rx.kill()
+        rx.communicate()
         return {"mb_per_s": None, "reason": f"guests did not finish within {timeout:.0f} s"}
     finally:
+        if rx.poll() is None:
+            rx.kill()
+            rx.communicate()
         shutil.rmtree(tmp, ignore_errors=True)
     if tx.returncode != 0 or "ELAPSED" not in tx.stdout:
         last = (tx.stderr.strip().splitlines() or ["no output"])[-1]
@@ -178,8 +201,21 @@ def guest_to_guest(megabytes: int, timeout: float) -> dict[str, Any]:
                 "wall_seconds": time.monotonic() - start}
     t0, t1 = (float(x) for x in tx.stdout.split("ELAPSED", 1)[1].split()[:2])
     seconds = max(t1 - t0, 1e-6)
-    return {"mb_per_s": megabytes * 1.048576 / seconds, "frames_per_s": megabytes * 1048576 / 1460 / seconds,
-            "guest_seconds": seconds, "receiver": rx_out.strip()[-200:]}
+    return {"mb_per_s": megabytes * 1.048576 / seconds, "frames_per_s": megabytes * 1048576 / 1448 / seconds,
+            "guest_seconds": seconds, "receiver": rx_out.split("TCPSTAT")[0].strip()[-200:],
+            "sender_counters": _tcpstat(tx.stdout), "receiver_counters": _tcpstat(rx_out)}
+
+
+def _tcpstat(output: str) -> dict[str, int] | None:
+    """``TCPSTAT retrans rxdrop txdrop`` printed by the guest -> a dict (None if missing)."""
+    if "TCPSTAT" not in output:
+        return None
+    fields = output.split("TCPSTAT", 1)[1].split()[:3]
+    try:
+        retrans, rx_drop, tx_drop = (int(x) for x in fields)
+    except ValueError:
+        return None
+    return {"tcp_retransmits": retrans, "eth0_rx_dropped": rx_drop, "eth0_tx_dropped": tx_drop}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAGIC = b"pyv86-hub 1\n"
+_LENGTH = struct.Struct("!I")
 MAX_WIRE_FRAME = 65535
 MAC_TABLE_SIZE = 1024
 MAC_AGING_S = 300.0
@@ -122,7 +123,14 @@ class HubPort(_Link):
 
 
 class _SocketLink(_Link):
-    """A stream to another process's switch: length-prefixed frames both ways."""
+    """A stream to another process's switch: length-prefixed frames both ways.
+
+    Sending: while nothing waits in the link's queue, :meth:`deliver` writes the frame
+    straight to the socket without blocking (``MSG_DONTWAIT``), on the caller's thread —
+    one system call per frame and no thread wake-up. Only when the socket's buffer is full
+    (the peer reads slowly) does the rest wait in the bounded queue for the writer thread,
+    and later frames queue behind it, so the order on the wire is kept.
+    """
 
     def __init__(self, hub: Hub, sock: socket.socket, name: str) -> None:
         self.hub = hub
@@ -132,7 +140,9 @@ class _SocketLink(_Link):
         self.received_frames = 0
         self.dropped = 0
         self._queue: collections.deque[bytes] = collections.deque()
+        """Wire chunks (length prefix + frame, or the unsent tail of one) for the writer thread."""
         self._cond = threading.Condition()
+        self._writing = False  # the writer thread is sending chunks it took from the queue
         self._closed = False
         self._reader = threading.Thread(target=self._read_loop, name=f"hub-{hub.name}-{name}-rx",
                                         daemon=True)
@@ -144,32 +154,45 @@ class _SocketLink(_Link):
         self._writer.start()
 
     def deliver(self, frame: bytes) -> None:
+        chunk = _LENGTH.pack(len(frame)) + frame
         with self._cond:
             if self._closed:
                 return
+            if not self._queue and not self._writing:
+                try:
+                    sent = self.sock.send(chunk, socket.MSG_DONTWAIT)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                except OSError:
+                    sent = 0  # the writer thread meets the error too, logs it and closes the link
+                if sent == len(chunk):
+                    self.sent_frames += 1
+                    return
+                if sent:  # the tail must go next, whatever the queue's bound
+                    self.sent_frames += 1
+                    self._queue.append(chunk[sent:])
+                    self._cond.notify()
+                    return
             if len(self._queue) >= LINK_QUEUE_FRAMES:
                 self.dropped += 1
                 return
-            self._queue.append(frame)
+            self._queue.append(chunk)
+            self.sent_frames += 1
             self._cond.notify()
 
     def _write_loop(self) -> None:
-        pack = struct.Struct("!I").pack
         try:
             while True:
                 with self._cond:
+                    self._writing = False
                     while not self._queue and not self._closed:
                         self._cond.wait()
                     if self._closed:
                         return
-                    frames = list(self._queue)
+                    chunks = list(self._queue)
                     self._queue.clear()
-                chunks = []
-                for frame in frames:
-                    chunks.append(pack(len(frame)))
-                    chunks.append(frame)
+                    self._writing = True
                 self.sock.sendall(b"".join(chunks))
-                self.sent_frames += len(frames)
         except OSError as exc:
             if not self._closed:
                 log.info("hub:%s: link %s: send failed: %s", self.hub.name, self.name, exc)

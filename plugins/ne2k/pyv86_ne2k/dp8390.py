@@ -275,6 +275,8 @@ class Dp8390:
     # the guest's view --------------------------------------------------------------
     def io_read(self, offset: int, size: int) -> int:
         """A guest ``in`` at ``offset`` from the I/O base."""
+        if size == 1 and offset < 0x10:  # the common case: one register
+            return self._reg_read(offset)
         if offset == DATA_PORT:
             return self._data_read(size)
         if size == 1:
@@ -286,6 +288,9 @@ class Dp8390:
 
     def io_write(self, offset: int, size: int, value: int) -> None:
         """A guest ``out`` at ``offset`` from the I/O base."""
+        if size == 1 and offset < 0x10:  # the common case: one register
+            self._reg_write(offset, value)
+            return
         if offset == DATA_PORT:
             self._data_write(size, value)
             return
@@ -351,6 +356,8 @@ class Dp8390:
             return s.cr
         page = s.cr >> 6
         if page == 0:
+            if reg == 0x07:
+                return s.isr
             if reg == 0x01:
                 return s.clda & 0xFF
             if reg == 0x02:
@@ -359,8 +366,6 @@ class Dp8390:
                 return s.bnry
             if reg == 0x04:
                 return s.tsr
-            if reg == 0x07:
-                return s.isr
             if reg == 0x08:
                 return s.rsar & 0xFF
             if reg == 0x09:
