@@ -133,15 +133,145 @@ def raw_hub(size: int, seconds: float) -> dict[str, Any]:
             "mb_per_s": got[1] / elapsed / 1e6}
 
 
-def guest_to_guest(megabytes: int, timeout: float) -> dict[str, Any]:
+def guest_to_guest(megabytes: int, timeout: float, breakdown: bool = False) -> dict[str, Any]:
     """busybox nc + dd between two booted Linux guests on one hub (needs a booting guest)."""
     hub = f"benchguest{os.getpid()}"
-    return guest_pair_tcp(f"hub:{hub}", f"hub:{hub}", megabytes, timeout)
+    return guest_pair_tcp(f"hub:{hub}", f"hub:{hub}", megabytes, timeout, breakdown=breakdown)
+
+
+# -- where the time goes (--breakdown) ------------------------------------------------------
+# Each guest's `pyv86 run` is started as `python net_throughput.py --probe-child OUT run ...`:
+# the child wraps the machine's run loop, CPU slices and port I/O with counters, samples them
+# every SAMPLE_S seconds (with the machine thread's on-CPU and run-queue time from
+# /proc/self/task/TID/schedstat) and writes the samples to OUT at exit. The parent keeps the
+# samples in which data frames flowed and reports per-frame figures for that window.
+SAMPLE_S = 0.25
+
+
+def _probe_child(out: str, cli_args: list[str]) -> int:
+    import atexit
+    import threading
+
+    from pyv86 import machine as machine_mod
+    from pyv86.cli import main as cli_main
+
+    M = machine_mod.Machine
+    n: dict[str, float] = dict.fromkeys(("insns", "slices", "cpu_wall", "cpu_thread", "idle", "io", "exits",
+                                         "irq_acks"), 0)
+    box: dict[str, Any] = {}
+    pc, thread_time = time.perf_counter, time.thread_time
+    orig_run, orig_idle, orig_ack = M.run, M._idle, M.interrupt_ack
+
+    def timed(orig: Any) -> Any:
+        def wrapper(self: Any, *a: Any) -> Any:
+            t = pc()
+            try:
+                return orig(self, *a)
+            finally:
+                n["io"] += pc() - t
+                n["exits"] += 1
+        return wrapper
+
+    for name in ("port_read", "port_write", "port_read_string", "port_write_string", "mmio_read", "mmio_write"):
+        setattr(M, name, timed(getattr(M, name)))
+
+    def interrupt_ack(self: Any) -> Any:
+        n["irq_acks"] += 1
+        return orig_ack(self)
+
+    def idle(self: Any, *a: Any) -> Any:
+        t = pc()
+        try:
+            return orig_idle(self, *a)
+        finally:
+            n["idle"] += pc() - t
+
+    def run(self: Any, **kw: Any) -> Any:
+        box["machine"], box["tid"] = self, threading.get_native_id()
+        cpu = self.cpu
+        if cpu is not None:
+            cpu_run = cpu.run
+
+            def slice_(budget: int) -> int:
+                t, tt = pc(), thread_time()
+                done = cpu_run(budget)
+                n["cpu_wall"] += pc() - t
+                n["cpu_thread"] += thread_time() - tt
+                n["insns"] += done
+                n["slices"] += 1
+                return done
+            cpu.run = slice_
+        return orig_run(self, **kw)
+
+    M.run, M._idle, M.interrupt_ack = run, idle, interrupt_ack
+    rows: list[list[Any]] = []
+
+    def sample() -> None:
+        while True:
+            time.sleep(SAMPLE_S)
+            machine = box.get("machine")
+            if machine is None:
+                continue
+            ports = [d.port.counters.as_dict() for d in machine.devices.values()
+                     if hasattr(getattr(d, "port", None), "counters")]
+            try:
+                with open(f"/proc/self/task/{box['tid']}/schedstat") as f:
+                    oncpu, waiting, _ = (int(x) for x in f.read().split())
+            except OSError:
+                oncpu = waiting = 0
+            rows.append([pc(), dict(n), ports[0] if ports else {}, oncpu / 1e9, waiting / 1e9,
+                         time.process_time()])
+
+    def dump() -> None:
+        with open(out, "w") as f:
+            json.dump(rows, f)
+
+    threading.Thread(target=sample, daemon=True, name="net-bench-probe").start()
+    atexit.register(dump)
+    return int(cli_main(cli_args) or 0)
+
+
+def _window_breakdown(path: Path, key: str) -> dict[str, Any] | None:
+    """Per-frame figures over the samples in which ``key`` (tx_frames / rx_stored) grew."""
+    try:
+        rows = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    busy = [i for i in range(1, len(rows))
+            if rows[i][2].get(key, 0) - rows[i - 1][2].get(key, 0) > 20 * SAMPLE_S / 0.25]
+    if not busy:
+        return None
+    a, b = rows[busy[0] - 1], rows[busy[-1]]
+    wall = b[0] - a[0]
+    d = {k: b[1][k] - a[1][k] for k in b[1]}
+    frames = max(b[2][key] - a[2][key], 1)
+    ports = {k: b[2][k] - a[2][k] for k in b[2]}
+    oncpu, waiting = b[3] - a[3], b[4] - a[4]
+    return {
+        "window_s": round(wall, 2),
+        "data_frames": frames,
+        "guest_insns_per_frame": round(d["insns"] / frames),
+        "guest_mips_wall": round(d["insns"] / wall / 1e6, 1),
+        "guest_mips_on_cpu": round(d["insns"] / max(d["cpu_thread"], 1e-9) / 1e6, 1),
+        "port_exits_per_frame": round(d["exits"] / frames, 1),
+        "irqs_per_frame": round(d["irq_acks"] / frames, 2),
+        "slices_per_frame": round(d["slices"] / frames, 2),
+        "host_cpu_us_per_frame": round(oncpu / frames * 1e6),
+        "port_io_us_per_frame": round(d["io"] / frames * 1e6),
+        "share_in_cpu_slices": round(d["cpu_wall"] / wall, 3),
+        "share_in_port_io": round(d["io"] / wall, 3),
+        "share_idle": round(d["idle"] / wall, 3),
+        "share_machine_thread_on_cpu": round(oncpu / wall, 3),
+        "share_waiting_for_a_host_cpu": round(waiting / wall, 3),
+        "process_cpu_s": round(b[5] - a[5], 2),
+        "nic_port": {k: v for k, v in ports.items() if v},
+    }
+
 
 
 def guest_pair_tcp(rx_url: str, tx_url: str, megabytes: int, timeout: float, *,
                    wrap: list[str] | None = None, addresses: tuple[str, str] = ("10.99.0.1", "10.99.0.2"),
-                   ) -> dict[str, Any]:
+                   breakdown: bool = False) -> dict[str, Any]:
     """TCP from a sender guest on netdev ``tx_url`` to a receiver guest on ``rx_url``.
 
     Both guests boot ``examples/machines/linux.toml`` (realtime clock, so the figure is MB
@@ -149,7 +279,9 @@ def guest_pair_tcp(rx_url: str, tx_url: str, megabytes: int, timeout: float, *,
     ``ip netns exec NS``). The receiver listens with busybox ``nc``; the sender waits until
     it answers ping, then pipes ``dd`` into ``nc`` and times the transfer with the guest's
     clock. Besides MB/s and frames/s the result holds both guests' TCP retransmissions and
-    NIC drop counters, read from /proc after the transfer. Reused by ``benchmarks/relay.py``.
+    NIC drop counters, read from /proc after the transfer. With ``breakdown`` each guest runs
+    instrumented (a few % slower) and the result says where its time went per data frame.
+    Reused by ``benchmarks/relay.py``.
     """
     from pyv86.paths import resolve_file
 
@@ -178,12 +310,18 @@ def guest_pair_tcp(rx_url: str, tx_url: str, megabytes: int, timeout: float, *,
               "sleep 1; T0=$(cut -d' ' -f1 /proc/uptime); "
               f"dd if=/dev/zero bs=64k count={megabytes * 16} 2>/dev/null | nc {rx_ip} 5001; "
               "T1=$(cut -d' ' -f1 /proc/uptime); echo ELAPSED $T0 $T1" + counters)
-    cmd = [*(wrap or []), sys.executable, "-m", "pyv86.cli", "run", "--headless", "--timeout", str(int(timeout))]
+    def cmd(name: str) -> list[str]:
+        run = ["run", "--headless", "--timeout", str(int(timeout))]
+        if breakdown:
+            return [*(wrap or []), sys.executable, str(Path(__file__).resolve()), "--probe-child",
+                    str(tmp / f"{name}.probe.json"), *run]
+        return [*(wrap or []), sys.executable, "-m", "pyv86.cli", *run]
+
     start = time.monotonic()
-    rx = subprocess.Popen([*cmd, "--exec", rx_cmd, str(files[0])], stdout=subprocess.PIPE,
+    rx = subprocess.Popen([*cmd("rx"), "--exec", rx_cmd, str(files[0])], stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
     try:
-        tx = subprocess.run([*cmd, "--exec", tx_cmd, str(files[1])], capture_output=True, text=True,
+        tx = subprocess.run([*cmd("tx"), "--exec", tx_cmd, str(files[1])], capture_output=True, text=True,
                             timeout=timeout + 60)
         rx_out, rx_err = rx.communicate(timeout=timeout + 60)
     except subprocess.TimeoutExpired:
@@ -194,6 +332,8 @@ def guest_pair_tcp(rx_url: str, tx_url: str, megabytes: int, timeout: float, *,
         if rx.poll() is None:
             rx.kill()
             rx.communicate()
+        probes = {side: _window_breakdown(tmp / f"{name}.probe.json", key) if breakdown else None
+                  for side, name, key in (("sender", "tx", "tx_frames"), ("receiver", "rx", "rx_stored"))}
         shutil.rmtree(tmp, ignore_errors=True)
     if tx.returncode != 0 or "ELAPSED" not in tx.stdout:
         last = (tx.stderr.strip().splitlines() or ["no output"])[-1]
@@ -203,7 +343,8 @@ def guest_pair_tcp(rx_url: str, tx_url: str, megabytes: int, timeout: float, *,
     seconds = max(t1 - t0, 1e-6)
     return {"mb_per_s": megabytes * 1.048576 / seconds, "frames_per_s": megabytes * 1048576 / 1448 / seconds,
             "guest_seconds": seconds, "receiver": rx_out.split("TCPSTAT")[0].strip()[-200:],
-            "sender_counters": _tcpstat(tx.stdout), "receiver_counters": _tcpstat(rx_out)}
+            "sender_counters": _tcpstat(tx.stdout), "receiver_counters": _tcpstat(rx_out),
+            **({"breakdown": probes} if breakdown else {})}
 
 
 def _tcpstat(output: str) -> dict[str, int] | None:
@@ -219,6 +360,9 @@ def _tcpstat(output: str) -> dict[str, int] | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--probe-child"]:  # an instrumented guest of --breakdown (internal)
+        return _probe_child(argv[1], argv[2:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--size", type=int, default=1514, help="frame size in bytes (60..1514)")
@@ -226,6 +370,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--guest", action="store_true", help="also run busybox nc + dd between two Linux guests")
     parser.add_argument("--guest-mb", type=int, default=10, help="megabytes the guests move")
     parser.add_argument("--guest-timeout", type=float, default=1800, help="seconds allowed for boot + transfer")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="with --guest: instrument both guests and report, per data frame, guest "
+                             "instructions, port exits, IRQs, host CPU time and where the wall time went")
     args = parser.parse_args(argv)
     if not 60 <= args.size <= 1514:
         parser.error("--size must be 60..1514")
@@ -233,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     ours = register_level(args.size, args.seconds)
     peer = raw_hub(args.size, args.seconds)
     if args.guest:
-        guest = guest_to_guest(args.guest_mb, args.guest_timeout)
+        guest = guest_to_guest(args.guest_mb, args.guest_timeout, breakdown=args.breakdown)
     else:
         guest = {"mb_per_s": None, "reason": "not run (pass --guest; needs a booting Linux guest image)"}
     # the headline figure is guest-to-guest TCP when it was measured, else the register level
@@ -266,6 +413,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"guest-to-guest TCP (busybox nc + dd): {guest['mb_per_s']:.2f} MB/s "
               f"(target {TARGET_MB_PER_S} MB/s)")
+        for side, figures in (guest.get("breakdown") or {}).items():
+            print(f"  {side}: {json.dumps(figures)}")
     return 0
 
 

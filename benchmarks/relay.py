@@ -246,7 +246,7 @@ def _net_throughput() -> Any:
     return net_throughput
 
 
-def guest_tcp_relay(megabytes: int, timeout: float) -> dict[str, Any]:
+def guest_tcp_relay(megabytes: int, timeout: float, breakdown: bool = False) -> dict[str, Any]:
     """Two Linux guests as clients of ``pyv86 relay serve`` on loopback; busybox nc + dd between them."""
     relay = subprocess.Popen([sys.executable, "-m", "pyv86.cli", "relay", "serve", "--host", "127.0.0.1",
                               "--port", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -256,7 +256,7 @@ def guest_tcp_relay(megabytes: int, timeout: float) -> dict[str, Any]:
         if not found:
             return {"mb_per_s": None, "reason": f"pyv86 relay serve did not start: {line.strip()!r}"}
         url = found.group(1)
-        result = _net_throughput().guest_pair_tcp(url, url, megabytes, timeout)
+        result = _net_throughput().guest_pair_tcp(url, url, megabytes, timeout, breakdown=breakdown)
         relay.send_signal(signal.SIGUSR1)  # the relay prints its counters (drops) on stderr
         time.sleep(0.5)
     finally:
@@ -272,7 +272,7 @@ def guest_tcp_relay(megabytes: int, timeout: float) -> dict[str, Any]:
     return result
 
 
-def guest_tcp_tap(megabytes: int, timeout: float) -> dict[str, Any]:
+def guest_tcp_tap(megabytes: int, timeout: float, breakdown: bool = False) -> dict[str, Any]:
     """Two Linux guests on ``tap:`` netdevs bridged inside a network namespace made (and removed) here."""
     if os.geteuid() != 0:
         return {"mb_per_s": None, "reason": "guest TCP over TAP needs root (ip netns, TAP devices)"}
@@ -289,7 +289,8 @@ def guest_tcp_tap(megabytes: int, timeout: float) -> dict[str, Any]:
             subprocess.run(["ip", "netns", "exec", ns, *cmd], check=True, capture_output=True, text=True)
         # each guest's pyv86 creates its TAP inside the namespace and puts it on br0
         return _net_throughput().guest_pair_tcp("tap:benchrx?bridge=br0", "tap:benchtx?bridge=br0",
-                                                megabytes, timeout, wrap=["ip", "netns", "exec", ns])
+                                                megabytes, timeout, wrap=["ip", "netns", "exec", ns],
+                                                breakdown=breakdown)
     except subprocess.CalledProcessError as exc:
         return {"mb_per_s": None, "reason": f"{' '.join(exc.cmd)}: {exc.stderr.strip()}"}
     finally:
@@ -306,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="skip guest TCP over the relay and over TAP (they boot four Linux guests)")
     parser.add_argument("--guest-mb", type=int, default=4, help="megabytes each guest TCP run moves")
     parser.add_argument("--guest-timeout", type=float, default=600, help="seconds allowed per guest run")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="instrument the guests of the TCP runs: per-frame instructions, exits, host CPU")
     args = parser.parse_args(argv)
 
     def progress(msg: str) -> None:
@@ -325,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
             guest[kind] = {"mb_per_s": None, "reason": "not run (--no-guest)"}
             continue
         progress(f"relay benchmark: guest TCP over {kind} (two Linux guests, {args.guest_mb} MB)...")
-        guest[kind] = run(args.guest_mb, args.guest_timeout)
+        guest[kind] = run(args.guest_mb, args.guest_timeout, breakdown=args.breakdown)
     relay_tcp, relay_reason = guest["relay"]["mb_per_s"], guest["relay"].get("reason")
     tap_tcp, tap_reason = guest["tap"]["mb_per_s"], guest["tap"].get("reason")
     relay_tcp = None if relay_tcp is None else round(relay_tcp, 3)
