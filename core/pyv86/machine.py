@@ -346,3 +346,6 @@ class Machine:
                 backend.close()
             except Exception:  # noqa: BLE001
                 log.exception("netdev close failed")
+        jit = getattr(self.cpu, "jit", None)
+        if jit is not None:
+            jit.close()

@@ -25,6 +25,16 @@ class GuestMemory:
             raise ConfigError(f"memory size {size} is not a positive multiple of {PAGE_SIZE}")
         self.size = size
         self.ram = np.zeros(size, dtype=np.uint8)
+        self._write_hooks: list = []
+
+    def add_write_hook(self, hook) -> None:
+        """Call ``hook(addr, length)`` after every host-side write (the CPU's JIT drops
+        translations of code that a device or loader overwrote)."""
+        self._write_hooks.append(hook)
+
+    def _wrote(self, addr: int, length: int) -> None:
+        for hook in self._write_hooks:
+            hook(addr, length)
 
     def _check(self, addr: int, length: int) -> None:
         if addr < 0 or length < 0 or addr + length > self.size:
@@ -41,6 +51,8 @@ class GuestMemory:
         """Copy ``data`` into guest RAM at physical ``addr``."""
         self._check(addr, len(data))
         self.ram[addr : addr + len(data)] = np.frombuffer(bytes(data), dtype=np.uint8)
+        if self._write_hooks:
+            self._wrote(addr, len(data))
 
     def read_u8(self, addr: int) -> int:
         self._check(addr, 1)
@@ -55,6 +67,8 @@ class GuestMemory:
     def write_u8(self, addr: int, value: int) -> None:
         self._check(addr, 1)
         self.ram[addr] = value & 0xFF
+        if self._write_hooks:
+            self._wrote(addr, 1)
 
     def write_u16(self, addr: int, value: int) -> None:
         self.write(addr, (value & 0xFFFF).to_bytes(2, "little"))
@@ -65,6 +79,10 @@ class GuestMemory:
     def fill(self, addr: int, length: int, value: int = 0) -> None:
         self._check(addr, length)
         self.ram[addr : addr + length] = value & 0xFF
+        if self._write_hooks:
+            self._wrote(addr, length)
 
     def clear(self) -> None:
         self.ram[:] = 0
+        if self._write_hooks:
+            self._wrote(0, self.size)

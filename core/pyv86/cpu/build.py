@@ -52,7 +52,7 @@ def get_ir():
 
 
 SOURCES = ("state.py", "dsl.py", "flags.py", "isa.py", "system.py", "fpu.py", "cpuid.py",
-           "codegen.py", "build.py")
+           "codegen.py", "build.py", "jitabi.py")
 
 
 def cache_key() -> str:
@@ -131,5 +131,11 @@ def load():
     addr = ee.get_function_address(RUN_NAME)
     if not addr:
         raise RuntimeError("pyv86: CPU interpreter symbol not found")
+    # translated blocks (jit.py) call the interpreter's helpers by name
+    from . import system
+    from .jitabi import helper_symbol
+    for name in list(system.HELPERS) + ["cc_compute"]:
+        sym = helper_symbol(name)
+        llvm.add_symbol(sym, ee.get_function_address(sym))
     _cache["engine"] = (ee, addr)
     return _cache["engine"]

@@ -12,6 +12,7 @@ from . import isa, system
 from . import fpu  # noqa: F401  (registers the x87 opcodes in isa.OPS)
 from .dsl import (CB_INTR_ACK, I8, I8P, I32, I64, Emitter, V, ST_EXIT)
 from .flags import emit_cc_compute
+from .jitabi import BLOCK_TYPE, BRANCHES, JIT_EXIT, JIT_FAULT, helper_symbol
 
 RUN_NAME = "pyv86_run"
 
@@ -76,16 +77,12 @@ class Generator:
 
     # ------------------------------------------------------------ helpers
     def declare_helpers(self):
+        # exported (external linkage): translated blocks call the same helpers by name
         for name, (nargs, _) in system.HELPERS.items():
             ft = ir.FunctionType(I32, [I8P, I8P] + [I32] * nargs)
-            fn = ir.Function(self.module, ft, name=name)
-            fn.linkage = "internal"
-            self.helpers[name] = fn
+            self.helpers[name] = ir.Function(self.module, ft, name=helper_symbol(name))
         ft = ir.FunctionType(I32, [I8P, I8P] + [I32] * 4)
-        fn = ir.Function(self.module, ft, name="cc_compute")
-        fn.linkage = "internal"
-        fn.attributes.add("readnone") if False else None
-        self.helpers["cc_compute"] = fn
+        self.helpers["cc_compute"] = ir.Function(self.module, ft, name=helper_symbol("cc_compute"))
 
     def emit_helpers(self):
         for name, (nargs, body) in system.HELPERS.items():
@@ -149,6 +146,7 @@ class Generator:
         self.shadow_n = e.var(64)
         self.insn_start = e.var(32)
         self.tsc0 = e.var(64)
+        self.at_target = e.var(1, 1)   # at a branch target: look for a translated block
         # state.tsc is current at every host callback and helper call (port/MMIO devices can
         # read the exact guest time mid-slice); rdtsc itself uses the SSA value
         e.tsc_out = lambda: e.sset("tsc", self.tsc0.get() + self.n.get() * e.sget("tsc_per_insn").zx(64))
@@ -193,11 +191,17 @@ class Generator:
         e.b.position_at_end(cont)
         e.sync_in()
         self.n.set(self.n.get() + 1)
+        self.at_target.set(e.c(1, 1))
         e.b.branch(loop)
         # ---- next
         e.b.position_at_end(nxt)
         self.n.set(self.n.get() + 1)
         e.b.branch(loop)
+        # ---- next after a control transfer
+        nxt_t = e.block("next_target")
+        e.b.position_at_end(nxt_t)
+        self.at_target.set(e.c(1, 1))
+        e.b.branch(nxt)
         # ---- loop
         e.b.position_at_end(loop)
         with e.if_(self.n.get().uge(budget), likely=False):
@@ -219,6 +223,11 @@ class Generator:
                 with e.if_(vec.slt(0x100) & vec.sge(0)):
                     self.insn_start.set(e.lget("eip"))
                     e.call("deliver", vec.tr(32), e.c(2), e.c(0), e.c(0))
+                    self.at_target.set(e.c(1, 1))
+        with e.if_(self.at_target.get(), likely=False):
+            self.at_target.set(e.c(0, 1))
+            with e.if_(e.sget("jit_on").ne(0)):
+                self.emit_jit_dispatch(budget, loop)
         # ---- decode: one switch on (first byte, operand size) dispatches straight to the
         # handler; prefixes and the 0F escape are cases of the same switch.  Each handler
         # decodes its own ModRM and immediate with the attributes known at generation time;
@@ -292,10 +301,91 @@ class Generator:
                 ins = Insn(self, opcode, o)
                 d.fn(ins)
                 if not e.b.block.is_terminated:
-                    e.b.branch(nxt)
+                    e.b.branch(nxt_t if opcode in BRANCHES else nxt)
                 self.handler_count += 1
         self._terminate(fn)
         return fn
+
+    def emit_jit_dispatch(self, budget: V, loop):
+        """At a branch target: run the translated block for (EIP, physical address, code
+        size) if there is a current one and the budget covers it; else count the miss and
+        ask for a translation when the address becomes hot (jitrt.py translates)."""
+        e = self.e
+        eip = e.lget("eip")
+        lin = e.lget("cs_base") + eip
+        idx = (lin >> 12) & (S.TLB_SIZE - 1)
+        tag = e.sget("tlb_tag", (e.cpl_kind() << S.TLB_BITS) + idx)
+        hit = tag.eq((lin & ~0xFFF) | 1)
+        with e.if_(~hit):   # try again after the next fetch has filled the TLB
+            self.at_target.set(e.c(1, 1))
+        with e.if_(hit):
+            phys = lin + e.sget("tlb_delta", idx)
+            slot = (phys ^ (phys >> S.JIT_TABLE_BITS)) & (S.JIT_TABLE_SIZE - 1)
+            ent = e.sget("jit_table") + slot.zx(64) * S.JIT_ENTRY_SIZE
+
+            def field(off, bits=32):
+                p = e.b.inttoptr((ent + off).v, ir.IntType(bits).as_pointer())
+                return p, V(e, e.b.load(p))
+            _, ent_eip = field(0)
+            _, ent_phys = field(4)
+            _, ent_mode = field(8)
+            _, ent_gen = field(12)
+            _, ent_n = field(16)
+            fn_ptr, fnp = field(24, 64)
+            gen_ptr = e.b.inttoptr((e.sget("jit_page_gen") + (phys >> 12).zx(64) * 4).v, I32.as_pointer())
+            gen = V(e, e.b.load(gen_ptr))
+            hot_ptr = e.b.inttoptr((e.sget("jit_hot") + slot.zx(64) * 4).v, I32.as_pointer())
+            match = (ent_phys.eq(phys) & ent_eip.eq(eip) & ent_mode.eq(e.sget("code32"))
+                     & fnp.ne(0))
+            with e.if_else(match & ent_gen.eq(gen), likely=True) as (hit, miss):
+                with hit:
+                    with e.if_((self.n.get() + ent_n.zx(64)).ule(budget)):
+                        self.emit_block_call(fnp, budget, loop)
+                with miss:
+                    with e.if_(match):   # its page was written since: forget it
+                        e.b.store(ir.Constant(I64, 0), fn_ptr)
+                        e.b.store(ir.Constant(I32, 0), hot_ptr)
+                    count = V(e, e.b.load(hot_ptr)) + 1
+                    e.b.store(count.v, hot_ptr)
+                    with e.if_(count.eq(e.sget("jit_threshold"))):
+                        nreq = e.sget("jit_nreq")
+                        with e.if_(nreq.ult(e.sget("jit_req_cap"))):
+                            req = e.sget("jit_req") + nreq.zx(64) * 16
+                            for off, v in ((0, eip), (4, phys), (8, e.sget("code32")), (12, slot)):
+                                e.b.store(v.v, e.b.inttoptr((req + off).v, I32.as_pointer()))
+                            e.sset("jit_nreq", nreq + 1)
+                            with e.if_(e.sget("jit_sync").ne(0)):
+                                e.exit(S.EXIT_JIT)
+
+    def emit_block_call(self, fnp: V, budget: V, loop):
+        e = self.e
+        e.sync_out()
+        e.tsc_out()
+        e.sset("smc", e.c(0))
+        fp = e.b.inttoptr(fnp.v, BLOCK_TYPE.as_pointer())
+        left = budget - self.n.get()
+        left = e.sel(left.ugt(0x7FFFFFFF), e.c(0x7FFFFFFF, 64), left).tr(32)
+        k = V(e, e.b.call(fp, [e.state, e.ram, left.v])).zx(64)
+        e.sync_in()
+        n = self.n.get() + k
+        self.n.set(n)
+        tpi = e.sget("tsc_per_insn").zx(64)
+        self.tsc0.set(e.sget("tsc") - n * tpi)
+        e.sset("jit_calls", e.sget("jit_calls") + 1)
+        e.sset("jit_insns", e.sget("jit_insns") + k)
+        with e.if_(e.sget("shadow").ne(0)):
+            self.shadow_n.set(n)
+        self.at_target.set(e.c(1, 1))
+        st = e.sget("jit_status")
+        with e.if_(st.eq(JIT_FAULT)):
+            self.insn_start.set(e.lget("eip"))
+            e.b.branch(e.fault_bb)
+            e.dead()
+        with e.if_(st.eq(JIT_EXIT)):
+            e.b.branch(e.exit_bb)
+            e.dead()
+        e.b.branch(loop)
+        e.dead()
 
     def decode_operands(self, d, o32: bool, unsized: bool, ea_bb, ea_ret, ea_sw):
         """ModRM (+ SIB/displacement through the shared EA block) and immediate of one handler."""

@@ -23,13 +23,15 @@ _SEG_INDEX = {n: i for i, n in enumerate(S.SEG_NAMES)}
 _REG_INDEX = {n: i for i, n in enumerate(S.REG_NAMES)}
 _CR_INDEX = {"cr0": 0, "cr2": 2, "cr3": 3, "cr4": 4}
 _SKIP_SAVE = {"tlb_tag", "tlb_delta", "tlb_global", "iobuf", "callback", "scratch", "ram_size",
-              "exit_reason", "stop"}
+              "exit_reason", "stop", "smc"} | {n for n in S.FIELD_NAMES if n.startswith("jit_")}
 
 
 class CPU:
     """An i686 CPU attached to ``memory`` (``.ram`` numpy uint8, ``.size``) and ``host``."""
 
-    def __init__(self, memory, host: CpuHost):
+    def __init__(self, memory, host: CpuHost, jit: bool | dict | None = None):
+        """``jit``: None = from the environment (``PYV86_JIT``, on by default), False = the
+        interpreter only, True or a dict of :class:`~pyv86.cpu.jitrt.JitRuntime` options."""
         from . import build
         self.memory = memory
         self.host = host
@@ -45,7 +47,24 @@ class CPU:
         self._cb = _CB_TYPE(self._callback)
         self._pending_exc: BaseException | None = None
         self.instructions = 0
+        self.jit = None
         self.reset()
+        self._setup_jit(jit)
+
+    def _setup_jit(self, jit) -> None:
+        from .jitrt import JitRuntime, settings_from_env
+        if jit is None:
+            env = settings_from_env()
+            if not env.pop("enabled"):
+                return
+            jit = env
+        if jit is False:
+            return
+        opts = jit if isinstance(jit, dict) else {}
+        self.jit = JitRuntime(self, **opts)
+        hook = getattr(self.memory, "add_write_hook", None)
+        if hook is not None:
+            hook(self.jit.invalidate)
 
     # ------------------------------------------------------------------ host callbacks
     def _callback(self, which, a, b, c, d):
@@ -62,6 +81,8 @@ class CPU:
                 if len(data) < want:
                     data = data + b"\xff" * (want - len(data))
                 ctypes.memmove(d, data, want)
+                if self.jit is not None:
+                    self.jit.invalidate(d - self._ram_ptr, want)
                 return 0
             if which == CB_PORT_WRITE_STR:
                 h.port_write_string(a, b, ctypes.string_at(d, b * c))
@@ -93,6 +114,12 @@ class CPU:
             return 0
         st["callback"] = ctypes.cast(self._cb, ctypes.c_void_p).value
         n = self._run_native(self._state_ptr, self._ram_ptr, budget)
+        jit = self.jit
+        if jit is not None:
+            jit.after_run()
+            while st["exit_reason"] == S.EXIT_JIT and self._pending_exc is None and n < budget:
+                n += self._run_native(self._state_ptr, self._ram_ptr, budget - n)
+                jit.after_run()
         self.instructions += n
         if self._pending_exc is not None:
             ex, self._pending_exc = self._pending_exc, None
@@ -140,6 +167,8 @@ class CPU:
     # ------------------------------------------------------------------ state
     def reset(self) -> None:
         """Power-on state: real mode, CS=F000 base FFFF0000, EIP=FFF0, CR0=0x60000010."""
+        if getattr(self, "jit", None) is not None:
+            self.jit.bank_counters()
         self._buf[...] = 0
         st = self.state
         st["ram_size"] = self.memory.size
@@ -170,6 +199,9 @@ class CPU:
         st["dr"][6] = 0xFFFF0FF0
         st["dr"][7] = 0x400
         self.flush_tlb()
+        if getattr(self, "jit", None) is not None:
+            self.jit.flush()
+            self.jit.attach()
 
     def flush_tlb(self) -> None:
         self.state["tlb_tag"][:] = 0
@@ -257,6 +289,8 @@ class CPU:
         return out
 
     def restore(self, d: dict) -> None:
+        if self.jit is not None:
+            self.jit.bank_counters()
         cb = self.state["callback"]
         self._buf[...] = 0
         st = self.state
@@ -272,3 +306,6 @@ class CPU:
         st["callback"] = cb
         self.instructions = int(d.get("instructions", 0))
         self.flush_tlb()
+        if self.jit is not None:
+            self.jit.flush()
+            self.jit.attach()

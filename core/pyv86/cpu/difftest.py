@@ -405,8 +405,9 @@ class Harness:
         return "; ".join(self.fmt.format(i) for i in self.Decoder(32 if self.mode == "pm" else 16, code, ip=0))
 
 
-def run(cases, seed, groups=None, verbose=False, max_report=10, out=sys.stdout, mode="pm"):
-    h = Harness(seed, mode)
+def run(cases, seed, groups=None, verbose=False, max_report=10, out=sys.stdout, mode="pm",
+        harness_cls=None):
+    h = (harness_cls or Harness)(seed, mode)
     groups = groups or list(GROUPS)
     stats = {g: [0, 0] for g in groups}
     failures = []

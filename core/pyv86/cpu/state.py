@@ -21,6 +21,18 @@ TLB_SIZE = 1 << TLB_BITS
 # TLB access kinds: supervisor read, supervisor write, user read, user write
 TLB_KINDS = 4
 
+# block JIT translation table (direct mapped by physical address); one entry is 32 bytes:
+# u32 eip, u32 phys, u32 code32, u32 page generation, u32 instruction count, u32 pad, u64 fn
+JIT_TABLE_BITS = 14
+JIT_TABLE_SIZE = 1 << JIT_TABLE_BITS
+JIT_ENTRY_SIZE = 32
+JIT_REQ_CAP = 256
+
+
+def jit_slot(phys: int) -> int:
+    """Table slot of a block starting at physical address ``phys`` (codegen emits the same)."""
+    return (phys ^ (phys >> JIT_TABLE_BITS)) & (JIT_TABLE_SIZE - 1)
+
 SEG_NAMES = ("es", "cs", "ss", "ds", "fs", "gs", "ldtr", "tr")
 ES, CS, SS, DS, FS, GS, LDTR, TR = range(8)
 REG_NAMES = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")
@@ -32,6 +44,7 @@ EXIT_STOP = 2
 EXIT_TRIPLE = 3
 EXIT_INTR = 4          # (reserved)
 EXIT_EXCEPTION = 5     # exc_exit=1: an exception stopped run() instead of being delivered
+EXIT_JIT = 6           # jit_sync=1: a block became hot; translate it, then call run() again
 
 # (name, numpy type, count)
 _FIELDS: list[tuple[str, str, int]] = [
@@ -77,6 +90,21 @@ _FIELDS: list[tuple[str, str, int]] = [
     ("tsc_per_insn", "u4", 1),
     ("tsc", "u8", 1),
     ("callback", "u8", 1),      # host callback function pointer
+    # block JIT (jit.py, jitrt.py): host arrays the native code indexes, and counters
+    ("jit_table", "u8", 1),     # -> translation table (jitrt.ENTRY_DTYPE x JIT_TABLE_SIZE)
+    ("jit_hot", "u8", 1),       # -> u32 hotness counter per table slot
+    ("jit_req", "u8", 1),       # -> u32 x 4 translation requests (eip, phys, code32, slot)
+    ("jit_code_pages", "u8", 1),  # -> u8 per physical page: 1 = translations exist
+    ("jit_page_gen", "u8", 1),  # -> u32 per physical page: bumped when its code is written
+    ("jit_calls", "u8", 1),     # translated blocks entered
+    ("jit_insns", "u8", 1),     # instructions retired in translated blocks
+    ("jit_on", "u4", 1),
+    ("jit_sync", "u4", 1),      # 1: leave run() with EXIT_JIT at each new request (tests)
+    ("jit_status", "u4", 1),    # set by a block on return (jit.JIT_FAULT / JIT_EXIT)
+    ("jit_threshold", "u4", 1),
+    ("jit_nreq", "u4", 1),
+    ("jit_req_cap", "u4", 1),
+    ("smc", "u4", 1),           # set when translated code was written (ends the block)
     # x87
     ("fpr", "f8", 8),           # physical registers R0..R7 (double precision internally)
     ("fpu_top", "u4", 1),

@@ -146,6 +146,8 @@ def h_xlate(e):
         e.sset("tlb_delta", (ph & ~0xFFF) - vpage, idx)
         e.sset("tlb_global", glob.get().tr(8), idx)
         a = allow.get()
+        # pages holding translated code get no write tags: writes take mem_slow (see below)
+        a = e.sel(is_code_page(e, ph), a & 0x5, a)
         for k in range(S.TLB_KINDS):
             e.sset("tlb_tag", e.sel((a >> k) & 1, vpage | 1, e.c(0)), idx + k * S.TLB_SIZE)
     e.b.ret(e.c(0).v)
@@ -174,10 +176,39 @@ def _ram_access(e, phys: V, nbytes: V, write: bool, value: V | None = None) -> V
     return out.get()
 
 
+def _code_page_ptr(e, phys: V):
+    import llvmlite.ir as ir
+    p = e.sget("jit_code_pages") + (phys >> 12).zx(64)
+    return e.b.inttoptr(p.v, ir.IntType(8).as_pointer())
+
+
+def is_code_page(e, phys: V) -> V:
+    """i1: the JIT has translations from RAM page ``phys`` (RAM addresses only)."""
+    out = e.var(1, 0)
+    with e.if_(e.sget("jit_on").ne(0)):
+        out.set(V(e, e.b.load(_code_page_ptr(e, phys))).ne(0))
+    return out.get()
+
+
+def invalidate_code_page(e, phys: V):
+    """A write to RAM page ``phys``: if it holds translated code, make those translations stale
+    (bump the page's generation), and set state.smc so a running block stops after this
+    instruction."""
+    import llvmlite.ir as ir
+    with e.if_(is_code_page(e, phys)):
+        e.b.store(ir.Constant(ir.IntType(8), 0), _code_page_ptr(e, phys))
+        gp = e.b.inttoptr((e.sget("jit_page_gen") + (phys >> 12).zx(64) * 4).v,
+                          ir.IntType(32).as_pointer())
+        e.b.store((V(e, e.b.load(gp)) + 1).v, gp)
+        e.sset("smc", e.c(1))
+
+
 def _phys_access(e, phys, is_ram, nbytes, write, value=None):
     out = e.var(32, 0)
     with e.if_else(is_ram) as (then, other):
         with then:
+            if write:
+                invalidate_code_page(e, phys)
             out.set(_ram_access(e, phys, nbytes, write, value))
         with other:
             if write:

@@ -1,0 +1,319 @@
+"""The block JIT's runtime: translation table, hot-block requests, compile thread, invalidation.
+
+Native side (``codegen.emit_jit_dispatch``): at every branch target the interpreter looks up
+``(EIP, physical address, code size)`` in a direct-mapped table of translated blocks.  A
+miss bumps a counter; when it reaches the threshold the address is appended to a request
+ring.  Python side (this module), between two ``run()`` calls on the machine thread:
+
+* requests are turned into jobs: the rest of the code page is copied, the page is marked as
+  holding code (its TLB write tags are dropped, so every later write to it takes the slow
+  path, which makes its translations stale by bumping the page's generation, QEMU style),
+  and the jobs go to a compile process in batches (or are compiled at once in ``sync``
+  mode).  A process, not a thread: IR generation is Python, and a thread would take the
+  GIL from the machine thread (every port access of the guest needs it);
+* finished object code is linked in, and each block is installed if its page generation is
+  still current.
+
+Guest writes through the CPU invalidate in native code (``system.invalidate_code_page``);
+writes from the host (device DMA through ``GuestMemory.write``, ``rep ins`` chunks) call
+:meth:`JitRuntime.invalidate`.  The code cache is bounded: past ``max_blocks`` translations
+everything is dropped and hot code is translated again.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+
+from . import state as S
+
+log = logging.getLogger(__name__)
+
+ENTRY_DTYPE = np.dtype({"names": ["eip", "phys", "mode", "gen", "ninsn", "pad", "fn"],
+                        "formats": ["<u4"] * 6 + ["<u8"],
+                        "offsets": [0, 4, 8, 12, 16, 20, 24], "itemsize": S.JIT_ENTRY_SIZE})
+DEFAULT_THRESHOLD = 64
+MAX_INVALIDATIONS = 64       # a page rewritten more often than this is left to the interpreter
+BATCH = 16
+
+
+def settings_from_env() -> dict:
+    """``PYV86_JIT``: ``0``/``off`` disables the JIT, ``sync`` translates at once (tests);
+    ``PYV86_JIT_THRESHOLD``: branch-target hits before a block is translated."""
+    mode = os.environ.get("PYV86_JIT", "1").strip().lower()
+    out = {"enabled": mode not in ("0", "off", "no", "false"), "sync": mode == "sync"}
+    thr = os.environ.get("PYV86_JIT_THRESHOLD")
+    if thr:
+        out["threshold"] = max(1, int(thr))
+    return out
+
+
+class _Job:
+    __slots__ = ("eip", "phys", "code32", "slot", "gen", "code")
+
+    def __init__(self, eip, phys, code32, slot, gen, code):
+        self.eip, self.phys, self.code32, self.slot, self.gen, self.code = eip, phys, code32, slot, gen, code
+
+
+class JitRuntime:
+    """The JIT attached to one :class:`~pyv86.cpu.cpu.CPU`."""
+
+    def __init__(self, cpu, threshold: int = DEFAULT_THRESHOLD, sync: bool = False,
+                 max_blocks: int = 50_000, verbose: bool = True):
+        self.cpu = cpu
+        self.threshold = max(1, int(threshold))
+        self.sync = sync
+        self.max_blocks = max_blocks
+        self.verbose = verbose
+        npages = cpu.memory.size >> 12
+        self.table = np.zeros(S.JIT_TABLE_SIZE, dtype=ENTRY_DTYPE)
+        self.hot = np.zeros(S.JIT_TABLE_SIZE, dtype=np.uint32)
+        self.req = np.zeros(S.JIT_REQ_CAP * 4, dtype=np.uint32)
+        self.code_pages = np.zeros(npages, dtype=np.uint8)
+        self.page_gen = np.zeros(npages, dtype=np.uint32)
+        self._engines: list = []
+        self._inflight: dict[int, tuple[list[_Job], float]] = {}   # batch id -> jobs, start
+        self._backlog: list[_Job] = []
+        self._next_batch = 0
+        self._proc: subprocess.Popen | None = None
+        self._replies: queue.Queue = queue.Queue()
+        self._flush_gens = 0
+        self._banked = [0, 0]       # blocks entered / instructions before the last state reset
+        self._announced = False
+        self.stats = {"requests": 0, "translated": 0, "untranslatable": 0, "installed": 0,
+                      "stale": 0, "skipped_pages": 0, "flushes": 0, "batches": 0, "compile_s": 0.0,
+                      "host_invalidations": 0, "errors": 0}
+        self.attach()
+
+    # ------------------------------------------------------------------ wiring
+    def attach(self) -> None:
+        """(Re)write the state fields after the CPU state was reset or restored."""
+        st = self.cpu.state
+        st["jit_table"] = self.table.ctypes.data
+        st["jit_hot"] = self.hot.ctypes.data
+        st["jit_req"] = self.req.ctypes.data
+        st["jit_code_pages"] = self.code_pages.ctypes.data
+        st["jit_page_gen"] = self.page_gen.ctypes.data
+        st["jit_threshold"] = self.threshold
+        st["jit_req_cap"] = S.JIT_REQ_CAP
+        st["jit_sync"] = 1 if self.sync else 0
+        st["jit_nreq"] = 0
+        st["jit_on"] = 1
+
+    def bank_counters(self) -> None:
+        """Keep the native counters before the CPU state is zeroed (reset, restore)."""
+        st = self.cpu.state
+        self._banked[0] += int(st["jit_calls"])
+        self._banked[1] += int(st["jit_insns"])
+
+    def flush(self) -> None:
+        """Forget every translation (reset, restore, or the code cache is full)."""
+        self.table[:] = 0
+        self.hot[:] = 0
+        self.code_pages[:] = 0
+        self.page_gen += 1          # results still in the compile thread become stale
+        self._flush_gens += len(self.page_gen)
+        self.cpu.state["jit_nreq"] = 0
+        self._engines = []
+        self._backlog = []
+        self.stats["flushes"] += 1
+
+    # ------------------------------------------------------------------ per slice
+    def after_run(self) -> None:
+        """Between two native runs on the machine thread: link finished batches, then take new
+        requests."""
+        if self._inflight:
+            self._collect(block=False)
+        if self.cpu.state["jit_nreq"]:
+            jobs = self._take_requests()
+            if not jobs:
+                return
+            if self.sync:
+                t0 = time.perf_counter()
+                from .jit import translate_batch
+                obj, out = translate_batch([(j.eip, j.code32, j.code) for j in jobs])
+                self._link(jobs, obj, out, time.perf_counter() - t0)
+            else:
+                self._backlog.extend(jobs)
+        if self._backlog and len(self._inflight) < 2:
+            batch, self._backlog = self._backlog[:BATCH], self._backlog[BATCH:]
+            self._submit(batch)
+
+    def _take_requests(self) -> list[_Job]:
+        st = self.cpu.state
+        n = int(st["jit_nreq"])
+        st["jit_nreq"] = 0
+        reqs = self.req[:4 * n].reshape(n, 4).tolist()
+        ram = self.cpu.memory.ram
+        jobs, pages = [], []
+        for eip, phys, code32, slot in reqs:
+            self.stats["requests"] += 1
+            page = phys >> 12
+            if self.page_gen[page] > MAX_INVALIDATIONS:
+                self.stats["skipped_pages"] += 1
+                continue
+            end = (page + 1) << 12
+            jobs.append(_Job(eip, phys, bool(code32), slot, int(self.page_gen[page]),
+                             ram[phys:end].tobytes()))
+            if not self.code_pages[page]:
+                self.code_pages[page] = 1
+                pages.append(page)
+        if pages:
+            self._drop_write_tags(pages)
+        return jobs
+
+    def _drop_write_tags(self, pages: list[int]) -> None:
+        """TLB write tags that map to the given physical pages: the next write misses the TLB
+        and goes through the slow path, which invalidates."""
+        st = self.cpu.state
+        tags = st["tlb_tag"].reshape(S.TLB_KINDS, S.TLB_SIZE)
+        delta = st["tlb_delta"].astype(np.uint64)
+        want = np.asarray(pages, dtype=np.uint64)
+        for kind in (1, 3):
+            t = tags[kind]
+            phys_page = (((t & ~np.uint32(0xFFF)).astype(np.uint64) + delta) & 0xFFFFFFFF) >> 12
+            hit = ((t & 1) != 0) & np.isin(phys_page, want)
+            if hit.any():
+                t[hit] = 0
+
+    def invalidate(self, phys: int, length: int) -> None:
+        """The host wrote guest RAM ``[phys, phys+length)`` (DMA, ``rep ins``)."""
+        if length <= 0:
+            return
+        first, last = phys >> 12, min((phys + length - 1) >> 12, len(self.code_pages) - 1)
+        if first > last:
+            return
+        seg = self.code_pages[first:last + 1]
+        if seg.any():
+            hit = seg != 0
+            self.page_gen[first:last + 1][hit] += 1
+            seg[hit] = 0
+            self.cpu.state["smc"] = 1
+            self.stats["host_invalidations"] += int(hit.sum())
+
+    # ------------------------------------------------------------------ compile
+    def _submit(self, jobs: list[_Job]) -> None:
+        from .jitworker import write_message
+        if self._proc is None or self._proc.poll() is not None:
+            if not self._start_worker():
+                return
+        bid = self._next_batch
+        self._next_batch += 1
+        try:
+            write_message(self._proc.stdin, (bid, [(j.eip, j.code32, j.code) for j in jobs]))
+        except (OSError, ValueError) as exc:
+            log.warning("pyv86 JIT: compile process unreachable (%s); running interpreted", exc)
+            self._proc = None
+            return
+        self._inflight[bid] = (jobs, time.perf_counter())
+
+    def _start_worker(self) -> bool:
+        if self.verbose:
+            print("pyv86: JIT compiling hot guest code in a background process", file=sys.stderr,
+                  flush=True)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        try:
+            self._proc = subprocess.Popen([sys.executable, "-m", "pyv86.cpu.jitworker"],
+                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        except OSError as exc:
+            log.warning("pyv86 JIT: cannot start the compile process (%s); running interpreted", exc)
+            self._proc = None
+            return False
+        threading.Thread(target=self._read_replies, args=(self._proc,), name="pyv86-jit-replies",
+                         daemon=True).start()
+        return True
+
+    def _read_replies(self, proc) -> None:
+        """Reader thread: blocked in read() (without the GIL) until a reply arrives."""
+        from .jitworker import read_message
+        while True:
+            try:
+                msg = read_message(proc.stdout)
+            except (OSError, ValueError, EOFError):
+                msg = None
+            self._replies.put(msg)
+            if msg is None:
+                return
+
+    def _collect(self, block: bool) -> None:
+        while self._inflight:
+            try:
+                msg = self._replies.get(timeout=0.05) if block else self._replies.get_nowait()
+            except queue.Empty:
+                return
+            if msg is None:
+                log.warning("pyv86 JIT: compile process ended; running interpreted")
+                self._inflight.clear()
+                self._proc = None
+                return
+            bid, obj, out, err = msg
+            jobs, t0 = self._inflight.pop(bid, (None, 0.0))
+            if jobs is None:
+                continue
+            if err:
+                self.stats["errors"] += 1
+                log.warning("pyv86 JIT: a batch of %d blocks failed to translate (%s); they "
+                            "stay interpreted", len(jobs), err)
+            self._link(jobs, obj, out, time.perf_counter() - t0)
+
+    def _link(self, jobs: list[_Job], obj: bytes | None, out: list, seconds: float) -> None:
+        from .jit import load_object
+        self.stats["batches"] += 1
+        self.stats["compile_s"] += seconds
+        ee = load_object(obj) if obj else None
+        if ee is not None:
+            self._engines.append(ee)
+        for job, res in zip(jobs, out):
+            if res is None:
+                self.stats["untranslatable"] += 1
+                continue
+            self.stats["translated"] += 1
+            name, ninsn = res
+            page = job.phys >> 12
+            if self.page_gen[page] != job.gen or not self.code_pages[page]:
+                self.stats["stale"] += 1
+                continue
+            ent = self.table[job.slot]
+            ent["eip"], ent["phys"], ent["mode"] = job.eip, job.phys, int(job.code32)
+            ent["gen"], ent["ninsn"], ent["fn"] = job.gen, ninsn, ee.get_function_address(name)
+            self.hot[job.slot] = 0
+            self.stats["installed"] += 1
+        if self.stats["installed"] > self.max_blocks * (self.stats["flushes"] + 1):
+            log.info("pyv86 JIT: code cache full (%d blocks); starting over", self.max_blocks)
+            self.flush()
+
+    def wait_idle(self, timeout: float = 60.0) -> None:
+        """Wait until every submitted batch is linked (tests, benchmarks)."""
+        end = time.monotonic() + timeout
+        while (self._inflight or self._backlog) and time.monotonic() < end:
+            if self._backlog and len(self._inflight) < 2:
+                batch, self._backlog = self._backlog[:BATCH], self._backlog[BATCH:]
+                self._submit(batch)
+            if self._inflight:
+                self._collect(block=True)
+
+    def close(self) -> None:
+        """Stop the compile process."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            try:
+                proc.stdin.close()
+                proc.wait(timeout=2)
+            except (OSError, subprocess.TimeoutExpired):
+                proc.kill()
+                proc.wait()
+
+    def report(self) -> dict:
+        st = self.cpu.state
+        out = dict(self.stats)
+        out["blocks_entered"] = self._banked[0] + int(st["jit_calls"])
+        out["jit_instructions"] = self._banked[1] + int(st["jit_insns"])
+        out["invalidations"] = int(self.page_gen.sum(dtype=np.uint64)) - self._flush_gens
+        return out
