@@ -354,3 +354,19 @@ def test_call_gate_faults(gate, code):
     load(cpu, mem, prog("9a000000003b00"))
     cpu.run(10)
     assert exc(cpu) == (*code, CODE)
+
+
+def test_inner_call_gate_takes_the_stack_from_a_16bit_tss():
+    cpu, mem, _ = flat_cpu()
+    big_gdt(cpu)
+    mem.write(TSS + 2, struct.pack("<HH", 0x8000, 0x18))     # sp0, ss0 of a 286 TSS
+    cpu.set_segment("tr", 0x30, TSS, 0x2B, 0x83)
+    put_desc(mem, 7, gate_desc(0x10, 0x101000, 0xC, dpl=3))
+    mem.write(0x101000, prog("89e6", "f4"))                  # mov esi, esp; hlt
+    cpu.set_segment("cs", 0x23, 0, 0xFFFFFFFF, 0xC0FB)
+    cpu.set_segment("ss", 0x2B, 0, 0xFFFFFFFF, 0xC0F3)
+    load(cpu, mem, prog("9a000000003b00"))
+    cpu.run(10)
+    assert cpu.halted and cpu.get_reg("cpl") == 0
+    assert cpu.get_reg("esi") == 0x8000 - 16 and cpu.get_reg("ss") == 0x18
+    assert struct.unpack("<4I", mem.read(0x8000 - 16, 16)) == (CODE + 7, 0x23, 0x90000, 0x2B)

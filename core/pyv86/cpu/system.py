@@ -848,18 +848,8 @@ def h_deliver(e):
 
             with e.if_else(inner) as (t2, o2):
                 with t2:
-                    tr_base = e.sget("seg_base", S.TR)
-                    e.fault_if((dpl * 8 + 11).ugt(e.sget("seg_limit", S.TR)), 10,
-                               e.sget("seg_sel", S.TR) & 0xFFFC)
-                    new_esp = e.read_lin(tr_base + 4 + dpl * 8, 32, e.c(0))
-                    new_ss = e.read_lin(tr_base + 8 + dpl * 8, 32, e.c(0)) & 0xFFFF
-                    # #TS for a bad ss in the TSS
-                    slo, shi, saddr = read_desc(e, new_ss, 10)
-                    styp = (shi >> 8) & 0x1F
-                    sdpl = (shi >> 13) & 3
-                    e.fault_if((new_ss & 0xFFFC).eq(0) | (new_ss & 3).ne(dpl) | sdpl.ne(dpl)
-                               | ~(styp & 0x1A).eq(0x12), 10, new_ss & 0xFFFC)
-                    e.fault_if((shi & 0x8000).eq(0), 12, new_ss & 0xFFFC)
+                    new_esp, new_ss = tss_stack(e, dpl)
+                    slo, shi, saddr = load_inner_ss(e, new_ss, dpl)     # #TS / #SS
                     sbase = desc_base(e, slo, shi)
                     s32 = (shi & 0x400000).ne(0)
                     nsp = e.var(32)
