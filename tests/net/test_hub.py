@@ -285,3 +285,41 @@ def test_a_foreign_protocol_is_refused():
         s.close()
     finally:
         host.close()
+
+
+def test_a_slow_peer_fills_the_socket_then_frames_queue_in_order_or_are_counted():
+    """Frames go straight to the socket until it is full, then wait in the bounded backlog."""
+    from pyv86.net.hub import LINK_QUEUE_FRAMES, Hub
+
+    hub_name = name()
+    host, member = Hub(hub_name), Hub(hub_name)
+    try:
+        assert (host.role, member.role) == ("host", "member")
+        pa, pb = host.add_port(), member.add_port()
+        release = threading.Event()
+        got: list[bytes] = []
+
+        def slow(f: bytes) -> None:  # runs on the member's reader thread: blocking it stops reading
+            release.wait(10)
+            got.append(f)
+
+        pb.set_receiver(slow)
+        wait_for(lambda: host.links == 1)
+        link = next(x for x in host._links if x is not pa)
+        # a small send buffer and 9 KB frames (jumbo frames are allowed on a hub): a frame
+        # then often goes out in part, and its tail must go next
+        link.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        total, size = 1500, 9000
+        for i in range(total):
+            pa.send(frame(B, A, struct.pack("!I", i) + bytes([i & 0xFF]) * size))
+        assert link.dropped > 0, "the socket never filled: the backlog path was not exercised"
+        assert link.dropped <= total - LINK_QUEUE_FRAMES
+        release.set()
+        wait_for(lambda: len(got) + link.dropped == total, timeout=20)
+        seqs = [struct.unpack("!I", f[14:18])[0] for f in got]
+        assert seqs == sorted(set(seqs)), "frames were reordered or duplicated"
+        assert all(f[18:] == bytes([s & 0xFF]) * size for s, f in zip(seqs, got)), "a frame was cut"
+        assert link.sent_frames == total - link.dropped
+    finally:
+        member.close()
+        host.close()
