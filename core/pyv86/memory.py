@@ -32,6 +32,10 @@ class GuestMemory:
         translations of code that a device or loader overwrote)."""
         self._write_hooks.append(hook)
 
+    def remove_write_hook(self, hook) -> None:
+        if hook in self._write_hooks:
+            self._write_hooks.remove(hook)
+
     def _wrote(self, addr: int, length: int) -> None:
         for hook in self._write_hooks:
             hook(addr, length)

@@ -51,6 +51,19 @@ class CPU:
         self.reset()
         self._setup_jit(jit)
 
+    def set_jit(self, jit: bool | dict | None) -> None:
+        """Choose the tier: False = the interpreter only; True or a dict of
+        :class:`~pyv86.cpu.jitrt.JitRuntime` options = the block JIT; None = from
+        ``PYV86_JIT``.  Existing translations are dropped."""
+        if self.jit is not None:
+            self.jit.close()
+            remove = getattr(self.memory, "remove_write_hook", None)
+            if remove is not None:
+                remove(self.jit.invalidate)
+            self.jit = None
+        self.state["jit_on"] = 0
+        self._setup_jit(jit)
+
     def _setup_jit(self, jit) -> None:
         from .jitrt import JitRuntime, settings_from_env
         if jit is None:

@@ -38,9 +38,10 @@ log = logging.getLogger(__name__)
 ENTRY_DTYPE = np.dtype({"names": ["eip", "phys", "mode", "gen", "ninsn", "pad", "fn"],
                         "formats": ["<u4"] * 6 + ["<u8"],
                         "offsets": [0, 4, 8, 12, 16, 20, 24], "itemsize": S.JIT_ENTRY_SIZE})
-DEFAULT_THRESHOLD = 64
-MAX_INVALIDATIONS = 64       # a page rewritten more often than this is left to the interpreter
+DEFAULT_THRESHOLD = 500
+MAX_INVALIDATIONS = 8        # a page rewritten more often than this is left to the interpreter
 BATCH = 16
+MAX_BACKLOG = 128
 
 
 def settings_from_env() -> dict:
@@ -88,7 +89,7 @@ class JitRuntime:
         self._announced = False
         self.stats = {"requests": 0, "translated": 0, "untranslatable": 0, "installed": 0,
                       "stale": 0, "skipped_pages": 0, "flushes": 0, "batches": 0, "compile_s": 0.0,
-                      "host_invalidations": 0, "errors": 0}
+                      "host_invalidations": 0, "errors": 0, "deferred": 0}
         self.attach()
 
     # ------------------------------------------------------------------ wiring
@@ -140,7 +141,11 @@ class JitRuntime:
                 obj, out = translate_batch([(j.eip, j.code32, j.code) for j in jobs])
                 self._link(jobs, obj, out, time.perf_counter() - t0)
             else:
-                self._backlog.extend(jobs)
+                room = MAX_BACKLOG - len(self._backlog)
+                self._backlog.extend(jobs[:max(room, 0)])
+                for job in jobs[max(room, 0):]:      # too much at once: ask again later
+                    self.hot[job.slot] = 0
+                    self.stats["deferred"] += 1
         if self._backlog and len(self._inflight) < 2:
             batch, self._backlog = self._backlog[:BATCH], self._backlog[BATCH:]
             self._submit(batch)

@@ -31,6 +31,11 @@ def write_message(stream, obj) -> None:
 
 
 def main() -> int:
+    import os
+    try:
+        os.nice(10)    # compile on spare CPU only: never slow down the machine thread
+    except OSError:
+        pass
     from .jit import translate_batch
     inp, out = sys.stdin.buffer, sys.stdout.buffer
     while True:
