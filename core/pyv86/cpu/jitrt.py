@@ -160,7 +160,7 @@ class JitRuntime:
         for eip, phys, code32, slot in reqs:
             self.stats["requests"] += 1
             page = phys >> 12
-            if self.page_gen[page] > MAX_INVALIDATIONS:
+            if self.page_gen[page] - self.stats["flushes"] > MAX_INVALIDATIONS:   # (flushes bump all)
                 self.stats["skipped_pages"] += 1
                 continue
             end = (page + 1) << 12

@@ -1,0 +1,102 @@
+"""The block JIT tier: same results as the interpreter, self-modifying code, host writes to
+translated code, and the differential suite against unicorn on translated code."""
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from helpers import flat_cpu, load
+
+SYNC = {"sync": True, "threshold": 1, "verbose": False}
+CODE = 0x100000
+
+
+def run_to_halt(cpu, limit=50_000_000):
+    n = 0
+    while not cpu.halted and n < limit:
+        n += cpu.run(1_000_000)
+    assert cpu.halted, "program did not reach HLT"
+    return n
+
+
+def both_tiers(code: bytes, setup=None):
+    out = []
+    for jit in (False, SYNC):
+        cpu, mem, host = flat_cpu(ram=8 << 20)
+        cpu.set_jit(jit)
+        load(cpu, mem, code, at=CODE)
+        if setup:
+            setup(cpu, mem)
+        n = run_to_halt(cpu)
+        regs = [cpu.get_reg(r) for r in ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi", "eip")]
+        out.append((n, regs, cpu.get_reg("eflags"), mem.ram[0x200000:0x201000].tobytes(),
+                    cpu.jit.report() if cpu.jit else None))
+    return out
+
+
+def test_loop_runs_translated_with_the_interpreters_results():
+    # ecx = 100000; eax = 0; L: add eax, ecx; xor edx, eax; mov [0x200000 + (ecx & 0x3ff)*4], edx;
+    #                           dec ecx; jnz L; hlt
+    code = (b"\xb9" + struct.pack("<I", 100_000) + b"\x31\xc0"
+            + b"\x01\xc8\x31\xc2\x89\xcb\x81\xe3\xff\x03\x00\x00\x89\x14\x9d" + struct.pack("<I", 0x200000)
+            + b"\x49\x75\xe8\xf4")
+    (n1, r1, f1, m1, _), (n2, r2, f2, m2, rep) = both_tiers(code)
+    assert (n1, r1, f1, m1) == (n2, r2, f2, m2)
+    assert rep["jit_instructions"] > 0.99 * n2, rep      # the loop ran inside translated code
+    assert rep["blocks_entered"] < 100, rep               # ...looping inside one block
+
+
+def test_code_that_rewrites_its_own_block():
+    # L0: mov ebx, imm32 ; add eax, ebx ; inc dword [L0+1] ; dec ecx ; jnz L0 ; hlt
+    code = (b"\xbb\x00\x00\x00\x00" + b"\x01\xd8" + b"\xff\x05" + struct.pack("<I", CODE + 1)
+            + b"\x49\x75\xf0\xf4")
+
+    def setup(cpu, mem):
+        cpu.set_reg("ecx", 3000)
+    (n1, r1, f1, _, _), (n2, r2, f2, _, rep) = both_tiers(code, setup)
+    assert r1[0] == sum(range(3000)) & 0xFFFFFFFF          # eax: every iteration saw the new immediate
+    assert (n1, r1, f1) == (n2, r2, f2)
+    assert rep["invalidations"] >= 1 and rep["jit_instructions"] > 0, rep
+
+
+def test_host_write_to_translated_code_is_seen():
+    # nop ; mov eax, N ; hlt -- the block after the nop is translated, then the host rewrites
+    # it (like a device's DMA) and the next run must see the new code
+    cpu, mem, host = flat_cpu(ram=8 << 20)
+    cpu.set_jit(SYNC)
+    load(cpu, mem, b"\x90\xb8\x01\x00\x00\x00\xf4", at=CODE)
+    seen = []
+    for step in range(3):
+        if step == 2:
+            mem.write(CODE + 1, b"\xb8\x02\x00\x00\x00")
+        cpu.set_reg("eip", CODE)
+        cpu.halted = False
+        run_to_halt(cpu)
+        seen.append(cpu.get_reg("eax"))
+    assert seen == [1, 1, 2]
+    rep = cpu.jit.report()
+    assert rep["host_invalidations"] == 1 and rep["jit_instructions"] >= 4, rep
+
+
+def test_differential_suite_on_translated_code():
+    from pyv86.cpu import jitdifftest
+    for mode, seed in (("pm", 11), ("real", 12)):
+        r = jitdifftest.run(13 * 8, seed, mode=mode)
+        assert r["mismatches"] == 0, r["failures"]
+        assert r["translated_insns"] > r["cases"], r       # the cases really ran translated
+
+
+@pytest.mark.linux
+@pytest.mark.slow
+def test_linux_boot_is_the_same_on_both_tiers(tmp_path):
+    from pyv86.cpu import tiercheck
+    from pyv86.paths import guest_dir
+    if not (guest_dir() / "vmlinuz").exists():
+        pytest.fail("guest image not built: run `pyv86 guest build` (make guest)")
+    machine = tmp_path / "tiercheck.toml"
+    machine.write_text(tiercheck.default_machine_text())
+    r = tiercheck.compare(machine, every=3_000_000, until=12_000_000, threshold=50)
+    assert r["mismatch"] is None, r["mismatch"]
+    assert r["checkpoints"] == 4
+    assert r["jit"]["jit_instructions"] > 5_000_000, r["jit"]
