@@ -370,3 +370,22 @@ def test_inner_call_gate_takes_the_stack_from_a_16bit_tss():
     assert cpu.halted and cpu.get_reg("cpl") == 0
     assert cpu.get_reg("esi") == 0x8000 - 16 and cpu.get_reg("ss") == 0x18
     assert struct.unpack("<4I", mem.read(0x8000 - 16, 16)) == (CODE + 7, 0x23, 0x90000, 0x2B)
+
+
+def test_rep_insb_into_a_limited_es_faults_at_the_limit_element():
+    host = Host()
+    host.port_values[0x300] = 0x5A
+    cpu, mem, _ = flat_cpu(host=host)
+    big_gdt(cpu)
+    stop_on_exceptions(cpu)
+    put_desc(mem, 6, desc(0x200000, 0x7, 0x93, 0x4))           # 8-byte data segment
+    load(cpu, mem, prog("66b83000", "8ec0",                     # mov ax, 0x30; mov es, ax
+                        "31ff",                                 # xor edi, edi
+                        "b910000000",                           # mov ecx, 16
+                        "66ba0003",                             # mov dx, 0x300
+                        "f36c"))                                # rep insb -> #GP(0) at edi = 8
+    cpu.run(100)
+    assert exc(cpu) == (13, 0, CODE + 17)
+    assert cpu.get_reg("edi") == 8 and cpu.get_reg("ecx") == 8
+    assert mem.read(0x200000, 9) == b"\x5a" * 8 + b"\x00"
+    assert host.log == [("in", 0x300, 1)] * 8       # element by element, none past the limit

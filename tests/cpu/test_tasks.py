@@ -150,3 +150,20 @@ def test_iret_with_nt_to_a_non_busy_task_raises_ts():
     cpu.run(10)
     assert (int(cpu.state["exc_vector"]), int(cpu.state["exc_code"])) == (10, 0x38)
     assert cpu.get_reg("eip") == CODE
+
+
+def test_chain_of_failing_task_switches_ends_in_a_triple_fault():
+    """#GP -> task gate to B (null SS: #TS in B) -> task gate to C (same) -> ... : the host
+    survives and run() reports a triple fault."""
+    from pyv86.cpu import TripleFault
+    cpu, mem = two_tasks(b"\xf4", ss=0)
+    tss_c = 0x7200
+    put_desc(mem, 9, desc(tss_c, 0x67, 0x89, 0))                  # 0x48: task C
+    mem.write(tss_c, tss_image(CODE_B, 0x60000, 0xC0C0, ss=0))
+    for vec in range(32):
+        target = 0x48 if vec in (8, 10) else 0x38
+        mem.write(IDT + 8 * vec, struct.pack("<Q", task_gate(target)))
+    load(cpu, mem, bytes.fromhex("66b80010" "8ed8"))              # mov ds, 0x1000 -> #GP
+    with pytest.raises(TripleFault):
+        cpu.run(100)
+    assert cpu.state["task_nest"] == 0

@@ -1397,7 +1397,9 @@ def _io_chunk(I, kind, size, nb, one, it):
     lin = e.lin(seg, e.reg(r))
     room = (e.c(4096) - (lin & 0xFFF)).udiv(nb)
     k = e.sel(cnt.ult(room), cnt, room)
-    fast = ~df & k.ugt(1)
+    # a segment needing checks (null, limit, type: state.seg_chk) goes element by element
+    chk = e.sget("seg_chk", seg + 8 if kind == "ins" else seg)
+    fast = ~df & k.ugt(1) & chk.eq(0)
     with e.if_else(fast) as (t, o):
         with t:
             kind_w = e.cpl_kind() | (1 if kind == "ins" else 0)
