@@ -167,3 +167,29 @@ def test_chain_of_failing_task_switches_ends_in_a_triple_fault():
     with pytest.raises(TripleFault):
         cpu.run(100)
     assert cpu.state["task_nest"] == 0
+
+
+def test_task_switch_to_and_from_a_286_tss():
+    """call to a 16-bit TSS (task C) and iret back: 16-bit save/load layout, FS/GS null."""
+    tss_c = 0x7200
+    c_code = bytes.fromhex("a300500000"          # mov [0x5000], eax
+                           "8ce0" "a304500000"   # mov eax, fs; mov [0x5004], eax
+                           "cf")                 # iret (NT: back to A)
+    cpu, mem = two_tasks(b"\xf4")
+    put_desc(mem, 9, desc(tss_c, 0x2B, 0x81, 0))                   # 0x48: 286 TSS, available
+    t = bytearray(0x2C)
+    struct.pack_into("<HH", t, 0xE, 0x3000, 0x0002)                # ip, flags
+    struct.pack_into("<8H", t, 0x12, 0x1234, 0, 0, 0, 0x7000, 0, 0, 0)
+    struct.pack_into("<4H", t, 0x22, 0x18, 0x10, 0x18, 0x18)        # es cs ss ds
+    mem.write(tss_c, bytes(t))
+    mem.write(0x3000, c_code)
+    code = bytes.fromhex("b811110000" "9a000000004800" "f4")       # mov eax, 0x1111; call 0x48:0; hlt
+    load(cpu, mem, code)
+    cpu.run(100)
+    assert cpu.halted and cpu.get_reg("eip") == CODE + len(code)
+    assert mem.read_u32(0x5000) == 0xFFFF1234                    # upper half of a 286 register: ones
+    assert mem.read_u32(0x5004) & 0xFFFF == 0                    # FS null in a 286 task
+    assert mem.read(tss_c, 2) == b"\x30\x00"                     # back link
+    assert struct.unpack("<H", mem.read(tss_c + 0xE, 2))[0] == 0x3000 + len(c_code)   # saved ip
+    assert type_of(mem, 9) == 0x1 and type_of(mem, 6) == 0xB
+    assert cpu.get_reg("eax") == 0x1111 and cpu.get_reg("tr") == 0x30

@@ -495,7 +495,7 @@ def h_jmp_far(e):
             typ = (hi >> 8) & 0x1F
             with e.if_((typ & 0x10).eq(0)):     # system descriptor: call gate, TSS, task gate
                 is_cg = typ.eq(0xC) | typ.eq(0x4)
-                e.gp_if(~is_cg & typ.ne(0x9) & typ.ne(0x5), sel & 0xFFFC)
+                e.gp_if(~is_cg & typ.ne(0x9) & typ.ne(0x1) & typ.ne(0x5), sel & 0xFFFC)
                 with e.if_else(is_cg) as (cg, task):
                     with cg:
                         _call_gate(e, sel, lo, hi, call, ret)
@@ -1161,7 +1161,7 @@ def _ts_load_seg(e, s: int, sel: V, cpl: V):
 
 @helper("task_switch", 4)
 def h_task_switch(e):
-    """Hardware task switch to the TSS ``sel`` (32-bit TSS).  source: 0 jmp, 1 call, 2 iret
+    """Hardware task switch to the TSS ``sel`` (386 or 286 TSS).  source: 0 jmp, 1 call, 2 iret
     (back to the previous task), 3 interrupt/exception through a task gate (error code
     ``err`` pushed on the new task's stack when ``has_err``).  The old task's state goes to
     the current TSS with state.eip as its EIP; busy bits, NT and the back link follow the
@@ -1176,35 +1176,67 @@ def h_task_switch(e):
     lo, hi, daddr = read_desc(e, sel, vec)
     typ = (hi >> 8) & 0x1F
     busy = (typ & 2).ne(0)
-    # 32-bit TSS only (available 9 / busy 0xB); a 286 TSS is not implemented
-    e.fault_if(((typ & 0x1D).ne(9)) | e.sel(iret, ~busy, busy), vec, sel & 0xFFFC)
+    n32 = (typ & 8).ne(0)
+    # a TSS: 286 (1 available / 3 busy) or 386 (9 / 0xB)
+    e.fault_if(((typ & 0x15).ne(1)) | e.sel(iret, ~busy, busy), vec, sel & 0xFFFC)
     e.fault_if((hi & 0x8000).eq(0), 11, sel & 0xFFFC)
     nbase = desc_base(e, lo, hi)
     nlimit = desc_limit(e, lo, hi)
-    e.fault_if(nlimit.ult(0x67), 10, sel & 0xFFFC)
+    e.fault_if(nlimit.ult(e.sel(n32, e.c(0x67), e.c(0x2B))), 10, sel & 0xFFFC)
     old_sel = e.sget("seg_sel", S.TR)
     obase = e.sget("seg_base", S.TR)
-    e.fault_if(e.sget("seg_limit", S.TR).ult(0x67) | (e.sget("seg_flags", S.TR) & 8).eq(0), 10,
-               old_sel & 0xFFFC)
+    o32 = (e.sget("seg_flags", S.TR) & 8).ne(0)
+    e.fault_if(e.sget("seg_limit", S.TR).ult(e.sel(o32, e.c(0x67), e.c(0x2B))), 10, old_sel & 0xFFFC)
+    fl = e.flags()
 
     def rd(off, bits=32):
         return e.read_lin(nbase + off, bits, e.c(0))
     # read the whole new task image first (under the old CR3)
-    n_eip = rd(TSS_EIP)
-    n_fl = rd(TSS_EFLAGS)
-    n_regs = [rd(TSS_REGS + 4 * i) for i in range(8)]
-    n_segs = [rd(TSS_SEGS + 4 * i, 16).zx(32) for i in range(6)]
-    n_ldt = rd(TSS_LDT, 16).zx(32)
-    n_cr3 = rd(TSS_CR3)
+    n_eip, n_fl, n_ldt, n_cr3 = (e.var(32) for _ in range(4))
+    n_regs = [e.var(32) for _ in range(8)]
+    n_segs = [e.var(32) for _ in range(6)]
+    with e.if_else(n32) as (t32, t16):
+        with t32:
+            n_eip.set(rd(TSS_EIP))
+            n_fl.set(rd(TSS_EFLAGS))
+            for i in range(8):
+                n_regs[i].set(rd(TSS_REGS + 4 * i))
+            for i in range(6):
+                n_segs[i].set(rd(TSS_SEGS + 4 * i, 16).zx(32))
+            n_ldt.set(rd(TSS_LDT, 16).zx(32))
+            n_cr3.set(rd(TSS_CR3))
+        with t16:   # 286 TSS: upper register halves read as ones (like QEMU), FS/GS null
+            n_eip.set(rd(0xE, 16).zx(32))
+            n_fl.set((fl & 0xFFFF0000) | rd(0x10, 16).zx(32))
+            for i in range(8):
+                n_regs[i].set(rd(0x12 + 2 * i, 16).zx(32) | 0xFFFF0000)
+            for i, s_ in enumerate((S.ES, S.CS, S.SS, S.DS)):
+                n_segs[s_].set(rd(0x22 + 2 * i, 16).zx(32))
+            n_segs[S.FS].set(e.c(0))
+            n_segs[S.GS].set(e.c(0))
+            n_ldt.set(rd(0x2A, 16).zx(32))
+            n_cr3.set(e.sget("cr", 3))
+    n_eip, n_fl, n_ldt, n_cr3 = n_eip.get(), n_fl.get(), n_ldt.get(), n_cr3.get()
+    n_regs = [v.get() for v in n_regs]
+    n_segs = [v.get() for v in n_segs]
     e.fault_if((n_fl & S.VM).ne(0), 10, sel & 0xFFFC)   # no virtual-8086 mode
     # save the old task (dynamic fields) into the current TSS
-    fl = e.flags()
-    e.write_lin(obase + TSS_EIP, 32, e.lget("eip"), e.c(0))
-    e.write_lin(obase + TSS_EFLAGS, 32, e.sel(iret, fl & ~S.NT, fl), e.c(0))
-    for i in range(8):
-        e.write_lin(obase + TSS_REGS + 4 * i, 32, e.reg(i), e.c(0))
-    for i in range(6):
-        e.write_lin(obase + TSS_SEGS + 4 * i, 16, e.sget("seg_sel", i).tr(16), e.c(0))
+    ofl = e.sel(iret, fl & ~S.NT, fl)
+    with e.if_else(o32) as (s32, s16):
+        with s32:
+            e.write_lin(obase + TSS_EIP, 32, e.lget("eip"), e.c(0))
+            e.write_lin(obase + TSS_EFLAGS, 32, ofl, e.c(0))
+            for i in range(8):
+                e.write_lin(obase + TSS_REGS + 4 * i, 32, e.reg(i), e.c(0))
+            for i in range(6):
+                e.write_lin(obase + TSS_SEGS + 4 * i, 16, e.sget("seg_sel", i).tr(16), e.c(0))
+        with s16:
+            e.write_lin(obase + 0xE, 16, e.lget("eip").tr(16), e.c(0))
+            e.write_lin(obase + 0x10, 16, ofl.tr(16), e.c(0))
+            for i in range(8):
+                e.write_lin(obase + 0x12 + 2 * i, 16, e.reg(i, 16), e.c(0))
+            for i, s_ in enumerate((S.ES, S.CS, S.SS, S.DS)):
+                e.write_lin(obase + 0x22 + 2 * i, 16, e.sget("seg_sel", s_).tr(16), e.c(0))
     # busy bits and the back link
     with e.if_(~nested):    # jmp / iret: the old task is no longer busy
         oaddr = e.sget("gdtr_base") + (old_sel & ~7)
@@ -1218,7 +1250,7 @@ def h_task_switch(e):
     hi = hi | 0x200
     set_seg(e, S.TR, sel, nbase, nlimit, desc_flags(e, hi))
     e.sset("cr", e.sget("cr", 0) | TS, 0)
-    with e.if_((e.sget("cr", 0) & PG).ne(0)):
+    with e.if_((e.sget("cr", 0) & PG).ne(0) & n32):
         e.sset("cr", n_cr3, 3)
         e.call("tlb_flush", e.c(0), sync=False)
     for i in range(8):
