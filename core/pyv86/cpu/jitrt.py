@@ -62,6 +62,77 @@ class _Job:
         self.eip, self.phys, self.code32, self.slot, self.gen, self.code = eip, phys, code32, slot, gen, code
 
 
+class _CompileProcess:
+    """The one compile process of this Python process, shared by every CPU's JIT; replies are
+    routed back to the runtime that sent the batch."""
+
+    _instance: "_CompileProcess | None" = None
+    _lock = threading.Lock()
+
+    def __init__(self, verbose: bool):
+        if verbose:
+            print("pyv86: JIT compiling hot guest code in a background process", file=sys.stderr,
+                  flush=True)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        self.proc = subprocess.Popen([sys.executable, "-m", "pyv86.cpu.jitworker"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        self.routes: dict[int, queue.Queue] = {}
+        self.next_id = 0
+        threading.Thread(target=self._read, name="pyv86-jit-replies", daemon=True).start()
+
+    @classmethod
+    def get(cls, verbose: bool) -> "_CompileProcess | None":
+        with cls._lock:
+            inst = cls._instance
+            if inst is None or inst.proc.poll() is not None:
+                try:
+                    inst = cls._instance = cls(verbose)
+                except OSError as exc:
+                    log.warning("pyv86 JIT: cannot start the compile process (%s); running "
+                                "interpreted", exc)
+                    return None
+            return inst
+
+    def send(self, jobs, replies: queue.Queue) -> int | None:
+        from .jitworker import write_message
+        with self._lock:
+            bid = self.next_id
+            self.next_id += 1
+            self.routes[bid] = replies
+            try:
+                write_message(self.proc.stdin, (bid, jobs))
+            except (OSError, ValueError) as exc:
+                self.routes.pop(bid, None)
+                log.warning("pyv86 JIT: compile process unreachable (%s); running interpreted", exc)
+                return None
+        return bid
+
+    def forget(self, replies: queue.Queue) -> None:
+        with self._lock:
+            for bid in [b for b, q in self.routes.items() if q is replies]:
+                del self.routes[bid]
+
+    def _read(self) -> None:
+        """Blocked in read() (without the GIL) until a reply arrives."""
+        from .jitworker import read_message
+        while True:
+            try:
+                msg = read_message(self.proc.stdout)
+            except (OSError, ValueError, EOFError):
+                msg = None
+            with self._lock:
+                if msg is None:
+                    routes, self.routes = list(self.routes.values()), {}
+                else:
+                    routes = [self.routes.pop(msg[0], None)]
+            for q in routes:
+                if q is not None:
+                    q.put(msg)
+            if msg is None:
+                return
+
+
 class JitRuntime:
     """The JIT attached to one :class:`~pyv86.cpu.cpu.CPU`."""
 
@@ -81,8 +152,6 @@ class JitRuntime:
         self._engines: list = []
         self._inflight: dict[int, tuple[list[_Job], float]] = {}   # batch id -> jobs, start
         self._backlog: list[_Job] = []
-        self._next_batch = 0
-        self._proc: subprocess.Popen | None = None
         self._replies: queue.Queue = queue.Queue()
         self._flush_gens = 0
         self._banked = [0, 0]       # blocks entered / instructions before the last state reset
@@ -163,7 +232,9 @@ class JitRuntime:
             if self.page_gen[page] - self.stats["flushes"] > MAX_INVALIDATIONS:   # (flushes bump all)
                 self.stats["skipped_pages"] += 1
                 continue
-            end = (page + 1) << 12
+            # the rest of the page, at most what a block can use (48 instructions of at most
+            # 15 bytes): two batches in flight then fit in the pipe, so sending never blocks
+            end = min((page + 1) << 12, phys + 768)
             jobs.append(_Job(eip, phys, bool(code32), slot, int(self.page_gen[page]),
                              ram[phys:end].tobytes()))
             if not self.code_pages[page]:
@@ -204,48 +275,13 @@ class JitRuntime:
 
     # ------------------------------------------------------------------ compile
     def _submit(self, jobs: list[_Job]) -> None:
-        from .jitworker import write_message
-        if self._proc is None or self._proc.poll() is not None:
-            if not self._start_worker():
-                return
-        bid = self._next_batch
-        self._next_batch += 1
-        try:
-            write_message(self._proc.stdin, (bid, [(j.eip, j.code32, j.code) for j in jobs]))
-        except (OSError, ValueError) as exc:
-            log.warning("pyv86 JIT: compile process unreachable (%s); running interpreted", exc)
-            self._proc = None
+        worker = _CompileProcess.get(self.verbose and not self._announced)
+        self._announced = True
+        if worker is None:
             return
-        self._inflight[bid] = (jobs, time.perf_counter())
-
-    def _start_worker(self) -> bool:
-        if self.verbose:
-            print("pyv86: JIT compiling hot guest code in a background process", file=sys.stderr,
-                  flush=True)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-        try:
-            self._proc = subprocess.Popen([sys.executable, "-m", "pyv86.cpu.jitworker"],
-                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
-        except OSError as exc:
-            log.warning("pyv86 JIT: cannot start the compile process (%s); running interpreted", exc)
-            self._proc = None
-            return False
-        threading.Thread(target=self._read_replies, args=(self._proc,), name="pyv86-jit-replies",
-                         daemon=True).start()
-        return True
-
-    def _read_replies(self, proc) -> None:
-        """Reader thread: blocked in read() (without the GIL) until a reply arrives."""
-        from .jitworker import read_message
-        while True:
-            try:
-                msg = read_message(proc.stdout)
-            except (OSError, ValueError, EOFError):
-                msg = None
-            self._replies.put(msg)
-            if msg is None:
-                return
+        bid = worker.send([(j.eip, j.code32, j.code) for j in jobs], self._replies)
+        if bid is not None:
+            self._inflight[bid] = (jobs, time.perf_counter())
 
     def _collect(self, block: bool) -> None:
         while self._inflight:
@@ -254,9 +290,8 @@ class JitRuntime:
             except queue.Empty:
                 return
             if msg is None:
-                log.warning("pyv86 JIT: compile process ended; running interpreted")
+                log.warning("pyv86 JIT: the compile process ended; its batches are lost")
                 self._inflight.clear()
-                self._proc = None
                 return
             bid, obj, out, err = msg
             jobs, t0 = self._inflight.pop(bid, (None, 0.0))
@@ -305,15 +340,12 @@ class JitRuntime:
                 self._collect(block=True)
 
     def close(self) -> None:
-        """Stop the compile process."""
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            try:
-                proc.stdin.close()
-                proc.wait(timeout=2)
-            except (OSError, subprocess.TimeoutExpired):
-                proc.kill()
-                proc.wait()
+        """Forget batches in flight (the shared compile process ends with this process)."""
+        inst = _CompileProcess._instance
+        if inst is not None:
+            inst.forget(self._replies)
+        self._inflight.clear()
+        self._backlog = []
 
     def report(self) -> dict:
         st = self.cpu.state
