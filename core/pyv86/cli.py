@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -93,6 +94,9 @@ def add_run_options(run: argparse.ArgumentParser) -> None:
                      help="also write everything the guest prints on its console to FILE")
     run.add_argument("--restore", metavar="IMAGE", help="restore this state image before running")
     run.add_argument("--save-on-exit", metavar="IMAGE", help="write a state image when the machine stops")
+    run.add_argument("--jit", choices=["on", "off"], default=None,
+                     help="the CPU's block JIT (default: on, or PYV86_JIT); 'off' runs the "
+                          "interpreter only")
 
 
 def cmd_check(args: argparse.Namespace, plugins: Any) -> int:
@@ -107,6 +111,8 @@ def cmd_check(args: argparse.Namespace, plugins: Any) -> int:
 def cmd_run(args: argparse.Namespace, plugins: Any) -> int:
     from pyv86.runner import run_machine_file
 
+    if args.jit is not None:   # read where the CPU is made (pyv86.cpu.jitrt.settings_from_env)
+        os.environ["PYV86_JIT"] = "1" if args.jit == "on" else "0"
     return run_machine_file(args, plugins)
 
 
