@@ -95,8 +95,7 @@ def add_run_options(run: argparse.ArgumentParser) -> None:
     run.add_argument("--restore", metavar="IMAGE", help="restore this state image before running")
     run.add_argument("--save-on-exit", metavar="IMAGE", help="write a state image when the machine stops")
     run.add_argument("--jit", choices=["on", "off"], default=None,
-                     help="the CPU's block JIT (default: on, or PYV86_JIT); 'off' runs the "
-                          "interpreter only")
+                     help="the CPU's block JIT tier (default: off, or PYV86_JIT; see docs/jit.md)")
 
 
 def cmd_check(args: argparse.Namespace, plugins: Any) -> int:

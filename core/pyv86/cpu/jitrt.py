@@ -38,17 +38,18 @@ log = logging.getLogger(__name__)
 ENTRY_DTYPE = np.dtype({"names": ["eip", "phys", "mode", "gen", "ninsn", "pad", "fn"],
                         "formats": ["<u4"] * 6 + ["<u8"],
                         "offsets": [0, 4, 8, 12, 16, 20, 24], "itemsize": S.JIT_ENTRY_SIZE})
-DEFAULT_THRESHOLD = 500
+DEFAULT_THRESHOLD = 2000
 MAX_INVALIDATIONS = 8        # a page rewritten more often than this is left to the interpreter
 BATCH = 16
 MAX_BACKLOG = 128
 
 
 def settings_from_env() -> dict:
-    """``PYV86_JIT``: ``0``/``off`` disables the JIT, ``sync`` translates at once (tests);
-    ``PYV86_JIT_THRESHOLD``: branch-target hits before a block is translated."""
-    mode = os.environ.get("PYV86_JIT", "1").strip().lower()
-    out = {"enabled": mode not in ("0", "off", "no", "false"), "sync": mode == "sync"}
+    """``PYV86_JIT``: ``1``/``on`` enables the JIT (off by default: on the Linux boot and the
+    network benchmarks it does not pay for itself yet, see docs/jit.md), ``sync`` translates
+    at once (tests); ``PYV86_JIT_THRESHOLD``: branch-target hits before a block is translated."""
+    mode = os.environ.get("PYV86_JIT", "0").strip().lower()
+    out = {"enabled": mode not in ("", "0", "off", "no", "false"), "sync": mode == "sync"}
     thr = os.environ.get("PYV86_JIT_THRESHOLD")
     if thr:
         out["threshold"] = max(1, int(thr))
@@ -212,8 +213,8 @@ class JitRuntime:
             else:
                 room = MAX_BACKLOG - len(self._backlog)
                 self._backlog.extend(jobs[:max(room, 0)])
-                for job in jobs[max(room, 0):]:      # too much at once: ask again later
-                    self.hot[job.slot] = 0
+                for job in jobs[max(room, 0):]:      # too much at once: ask again much later
+                    self.hot[job.slot] = (1 << 32) - 8 * self.threshold
                     self.stats["deferred"] += 1
         if self._backlog and len(self._inflight) < 2:
             batch, self._backlog = self._backlog[:BATCH], self._backlog[BATCH:]
