@@ -68,6 +68,20 @@ def test_output_without_final_newline_is_kept_exact(session):
     assert session.stdout.getvalue() == b"no newline"
 
 
+def test_long_output_with_the_end_marker_split_across_writes(session):
+    # the end marker is searched incrementally (only new output); a marker arriving in
+    # pieces after many lines must still be found, and nothing of the output lost
+    guest_prints(session, b"PYV86-READY\r\n")
+    session.machine.run(until_ns=session.machine.clock.now + 100_000_000)
+    body = b"".join(b"line %05d\r\n" % i for i in range(3000))
+    session.session._on_output(b"@PYV86-S4242@\r\n" + body + b"@PYV86-E42")
+    session.session._on_output(b"43@7")
+    assert session.session.status is None
+    session.session._on_output(b"\r\n")
+    assert session.session.status == 7
+    assert session.stdout.getvalue() == body.replace(b"\r\n", b"\n")
+
+
 def test_timeout_exit_status_and_message(session, capsys):
     assert session.session.exit_status("timeout", 5) == 124
     assert "timed out after 5 s waiting for PYV86-READY" in capsys.readouterr().err

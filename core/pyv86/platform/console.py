@@ -62,6 +62,7 @@ class ExecSession:
         self.start_re = re.compile(rb"@PYV86-S%d@\r?\n" % self.key)
         self.end_re = re.compile(rb"@PYV86-E%d@(\d+)" % (self.key + 1))
         self.buffer = bytearray()
+        self._scanned = 0   # the end marker is not in buffer[:_scanned - 64] (searched already)
         self.phase = "boot"  # boot -> typing -> running -> done
         self.status: int | None = None
         self.output: bytes | None = None
@@ -73,20 +74,28 @@ class ExecSession:
             return
         self.buffer += data
         if len(self.buffer) > MAX_CAPTURE:
-            del self.buffer[: len(self.buffer) - MAX_CAPTURE]
+            cut = len(self.buffer) - MAX_CAPTURE
+            del self.buffer[:cut]
+            self._scanned = max(0, self._scanned - cut)
         if self.phase == "boot":
             at = self.buffer.find(READY_MARKER)
             if at >= 0 and b"\n" in self.buffer[at:]:
                 log.info("exec: guest ready; typing the command")
                 self.phase = "typing"
                 del self.buffer[:]
+                self._scanned = 0
                 self._timer.arm_in(TYPE_DELAY_NS)
             elif at < 0 and len(self.buffer) > 4096:
                 del self.buffer[: len(self.buffer) - len(READY_MARKER)]
             return
         if self.phase == "running" or self.phase == "typing":
-            end = self.end_re.search(self.buffer)
-            if end is None or not self.buffer.endswith(b"\n"):
+            if not self.buffer.endswith(b"\n"):
+                return
+            # search only what arrived since the last search (plus a marker's length): large
+            # outputs stay linear instead of rescanning the whole capture per chunk
+            end = self.end_re.search(self.buffer, max(0, self._scanned - 64))
+            self._scanned = len(self.buffer)
+            if end is None:
                 return
             start = self.start_re.search(self.buffer)
             if start is None or start.end() > end.start():
