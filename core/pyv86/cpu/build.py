@@ -44,6 +44,25 @@ def opt_level() -> int:
     return int(os.environ.get("PYV86_CPU_OPT", "1"))
 
 
+def light_passes(llvm, tm, mod, rounds: int) -> None:
+    """The light function pipeline: SROA, instcombine, simplifycfg (and with ``rounds=2`` a
+    second round plus jump threading and aggressive DCE) on every defined function."""
+    pb = llvm.create_pass_builder(tm, llvm.create_pipeline_tuning_options(speed_level=1))
+    fpm = llvm.create_new_function_pass_manager()
+    fpm.add_sroa_pass()
+    fpm.add_instruction_combine_pass()
+    fpm.add_simplify_cfg_pass()
+    if rounds > 1:
+        fpm.add_sroa_pass()
+        fpm.add_instruction_combine_pass()
+        fpm.add_jump_threading_pass()
+        fpm.add_simplify_cfg_pass()
+        fpm.add_aggressive_dce_pass()
+    for fn in mod.functions:
+        if not fn.is_declaration:
+            fpm.run(fn, pb)
+
+
 def get_ir():
     if "ir" not in _cache:
         from .codegen import generate
@@ -88,20 +107,7 @@ def object_code(verbose=True) -> bytes:
     tm = _tm(llvm, 3)
     mod.triple = llvm.get_process_triple()
     if opt == 1:
-        pto = llvm.create_pipeline_tuning_options(speed_level=1)
-        pb = llvm.create_pass_builder(tm, pto)
-        fpm = llvm.create_new_function_pass_manager()
-        fpm.add_sroa_pass()
-        fpm.add_instruction_combine_pass()
-        fpm.add_simplify_cfg_pass()
-        fpm.add_sroa_pass()
-        fpm.add_instruction_combine_pass()
-        fpm.add_jump_threading_pass()
-        fpm.add_simplify_cfg_pass()
-        fpm.add_aggressive_dce_pass()
-        for fn in mod.functions:
-            if not fn.is_declaration:
-                fpm.run(fn, pb)
+        light_passes(llvm, tm, mod, rounds=2)
     elif opt >= 2:
         pto = llvm.create_pipeline_tuning_options(speed_level=opt)
         pb = llvm.create_pass_builder(tm, pto)

@@ -513,15 +513,7 @@ def compile_object(ir_text: str) -> bytes:
     # its code still runs several times faster than the interpreter (PYV86_JIT_CODEGEN_OPT=1
     # trades compile time for about 4x faster loops)
     tm = build._tm(llvm, int(os.environ.get("PYV86_JIT_CODEGEN_OPT", "0")))
-    pto = llvm.create_pipeline_tuning_options(speed_level=1)
-    pb = llvm.create_pass_builder(tm, pto)
-    fpm = llvm.create_new_function_pass_manager()
-    fpm.add_sroa_pass()
-    fpm.add_instruction_combine_pass()
-    fpm.add_simplify_cfg_pass()
-    for fn in mod.functions:
-        if not fn.is_declaration:
-            fpm.run(fn, pb)
+    build.light_passes(llvm, tm, mod, rounds=1)
     return tm.emit_object(mod)
 
 
