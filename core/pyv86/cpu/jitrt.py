@@ -148,7 +148,7 @@ class JitRuntime:
         self.table = np.zeros(S.JIT_TABLE_SIZE, dtype=ENTRY_DTYPE)
         self.hot = np.zeros(S.JIT_TABLE_SIZE, dtype=np.uint32)
         self.req = np.zeros(S.JIT_REQ_CAP * 4, dtype=np.uint32)
-        self.code_pages = np.zeros(npages, dtype=np.uint8)
+        self.code_pages = np.zeros(npages, dtype=np.uint64)   # bit i: 64-byte line i has code
         self.page_gen = np.zeros(npages, dtype=np.uint32)
         self._engines: list = []
         self._inflight: dict[int, tuple[list[_Job], float]] = {}   # batch id -> jobs, start
@@ -226,6 +226,8 @@ class JitRuntime:
         st["jit_nreq"] = 0
         reqs = self.req[:4 * n].reshape(n, 4).tolist()
         ram = self.cpu.memory.ram
+        from .blockdecode import decode_block
+        from .jit import MAX_BLOCK_INSNS
         jobs, pages = [], []
         for eip, phys, code32, slot in reqs:
             self.stats["requests"] += 1
@@ -236,11 +238,18 @@ class JitRuntime:
             # the rest of the page, at most what a block can use (48 instructions of at most
             # 15 bytes): two batches in flight then fit in the pipe, so sending never blocks
             end = min((page + 1) << 12, phys + 768)
-            jobs.append(_Job(eip, phys, bool(code32), slot, int(self.page_gen[page]),
-                             ram[phys:end].tobytes()))
+            code = ram[phys:end].tobytes()
+            insns = decode_block(code, 0, eip, bool(code32), MAX_BLOCK_INSNS)
+            if not insns:
+                self.stats["untranslatable"] += 1
+                continue
+            jobs.append(_Job(eip, phys, bool(code32), slot, int(self.page_gen[page]), code))
+            # the 64-byte lines the block reads: only writes to them make it stale
+            size = insns[-1].offset + insns[-1].length
+            lo, hi = (phys & 0xFFF) >> 6, ((phys & 0xFFF) + size - 1) >> 6
             if not self.code_pages[page]:
-                self.code_pages[page] = 1
                 pages.append(page)
+            self.code_pages[page] |= np.uint64(((1 << (hi + 1)) - 1) ^ ((1 << lo) - 1))
         if pages:
             self._drop_write_tags(pages)
         return jobs
@@ -267,12 +276,19 @@ class JitRuntime:
         if first > last:
             return
         seg = self.code_pages[first:last + 1]
-        if seg.any():
-            hit = seg != 0
-            self.page_gen[first:last + 1][hit] += 1
-            seg[hit] = 0
-            self.cpu.state["smc"] = 1
-            self.stats["host_invalidations"] += int(hit.sum())
+        if not seg.any():
+            return
+        end = phys + length
+        for k in np.nonzero(seg)[0].tolist():
+            page = first + k
+            lo = max(phys, page << 12) - (page << 12)
+            hi = min(end, (page + 1) << 12) - 1 - (page << 12)
+            lines = ((1 << ((hi >> 6) + 1)) - 1) ^ ((1 << (lo >> 6)) - 1)
+            if int(seg[k]) & lines:
+                self.page_gen[page] += 1
+                seg[k] = 0
+                self.cpu.state["smc"] = 1
+                self.stats["host_invalidations"] += 1
 
     # ------------------------------------------------------------------ compile
     def _submit(self, jobs: list[_Job]) -> None:

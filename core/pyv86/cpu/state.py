@@ -94,7 +94,7 @@ _FIELDS: list[tuple[str, str, int]] = [
     ("jit_table", "u8", 1),     # -> translation table (jitrt.ENTRY_DTYPE x JIT_TABLE_SIZE)
     ("jit_hot", "u8", 1),       # -> u32 hotness counter per table slot
     ("jit_req", "u8", 1),       # -> u32 x 4 translation requests (eip, phys, code32, slot)
-    ("jit_code_pages", "u8", 1),  # -> u8 per physical page: 1 = translations exist
+    ("jit_code_pages", "u8", 1),  # -> u64 per physical page: 64-byte lines with translated code
     ("jit_page_gen", "u8", 1),  # -> u32 per physical page: bumped when its code is written
     ("jit_calls", "u8", 1),     # translated blocks entered
     ("jit_insns", "u8", 1),     # instructions retired in translated blocks

@@ -176,31 +176,43 @@ def _ram_access(e, phys: V, nbytes: V, write: bool, value: V | None = None) -> V
     return out.get()
 
 
-def _code_page_ptr(e, phys: V):
+def _code_lines_ptr(e, phys: V):
     import llvmlite.ir as ir
-    p = e.sget("jit_code_pages") + (phys >> 12).zx(64)
-    return e.b.inttoptr(p.v, ir.IntType(8).as_pointer())
+    p = e.sget("jit_code_pages") + (phys >> 12).zx(64) * 8
+    return e.b.inttoptr(p.v, ir.IntType(64).as_pointer())
+
+
+def code_lines(e, phys: V) -> V:
+    """i64: which 64-byte lines of RAM page ``phys`` hold translated code (0 without the JIT)."""
+    out = e.var(64, 0)
+    with e.if_(e.sget("jit_on").ne(0)):
+        out.set(V(e, e.b.load(_code_lines_ptr(e, phys))))
+    return out.get()
 
 
 def is_code_page(e, phys: V) -> V:
     """i1: the JIT has translations from RAM page ``phys`` (RAM addresses only)."""
-    out = e.var(1, 0)
-    with e.if_(e.sget("jit_on").ne(0)):
-        out.set(V(e, e.b.load(_code_page_ptr(e, phys))).ne(0))
-    return out.get()
+    return code_lines(e, phys).ne(0)
 
 
-def invalidate_code_page(e, phys: V):
-    """A write to RAM page ``phys``: if it holds translated code, make those translations stale
-    (bump the page's generation), and set state.smc so a running block stops after this
-    instruction."""
+def invalidate_code(e, phys: V, nbytes: V, value: V):
+    """Before a write of ``nbytes`` at RAM address ``phys``: if it changes bytes of a 64-byte
+    line that translated code came from, make the page's translations stale (bump its
+    generation) and set state.smc so a running block stops after this instruction.  Writes
+    elsewhere in the page, or of the bytes already there, leave them alone."""
     import llvmlite.ir as ir
-    with e.if_(is_code_page(e, phys)):
-        e.b.store(ir.Constant(ir.IntType(8), 0), _code_page_ptr(e, phys))
-        gp = e.b.inttoptr((e.sget("jit_page_gen") + (phys >> 12).zx(64) * 4).v,
-                          ir.IntType(32).as_pointer())
-        e.b.store((V(e, e.b.load(gp)) + 1).v, gp)
-        e.sset("smc", e.c(1))
+    lines = code_lines(e, phys)
+    with e.if_(lines.ne(0), likely=False):
+        first = (phys >> 6) & 63
+        last = ((phys + nbytes - 1) >> 6) & 63
+        hit = ((lines >> first.zx(64)) | (lines >> last.zx(64))) & 1
+        same = _ram_access(e, phys, nbytes, False).eq(value & (e.sel(nbytes.eq(4), e.c(0xFFFFFFFF), (e.c(1) << (nbytes << 3)) - 1)))
+        with e.if_(hit.ne(0) & ~same):
+            e.b.store(ir.Constant(ir.IntType(64), 0), _code_lines_ptr(e, phys))
+            gp = e.b.inttoptr((e.sget("jit_page_gen") + (phys >> 12).zx(64) * 4).v,
+                              ir.IntType(32).as_pointer())
+            e.b.store((V(e, e.b.load(gp)) + 1).v, gp)
+            e.sset("smc", e.c(1))
 
 
 def _phys_access(e, phys, is_ram, nbytes, write, value=None):
@@ -208,7 +220,7 @@ def _phys_access(e, phys, is_ram, nbytes, write, value=None):
     with e.if_else(is_ram) as (then, other):
         with then:
             if write:
-                invalidate_code_page(e, phys)
+                invalidate_code(e, phys, nbytes, value)
             out.set(_ram_access(e, phys, nbytes, write, value))
         with other:
             if write:
