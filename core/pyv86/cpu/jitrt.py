@@ -1,20 +1,20 @@
-"""The block JIT's runtime: translation table, hot-block requests, compile thread, invalidation.
+"""The block JIT's runtime: translation table, hot-block requests, compile process, invalidation.
 
 Native side (``codegen.emit_jit_dispatch``): at every branch target the interpreter looks up
 ``(EIP, physical address, code size)`` in a direct-mapped table of translated blocks.  A
 miss bumps a counter; when it reaches the threshold the address is appended to a request
 ring.  Python side (this module), between two ``run()`` calls on the machine thread:
 
-* requests are turned into jobs: the rest of the code page is copied, the page is marked as
-  holding code (its TLB write tags are dropped, so every later write to it takes the slow
-  path, which makes its translations stale by bumping the page's generation, QEMU style),
-  and the jobs go to a compile process in batches (or are compiled at once in ``sync``
-  mode).  A process, not a thread: IR generation is Python, and a thread would take the
+* requests are turned into jobs: the block's bytes are copied, the 64-byte lines it reads
+  are marked in its page's mask and the page's TLB write tags are dropped (every later write
+  to the page takes the slow path; one that changes a marked line makes the page's
+  translations stale by bumping its generation, QEMU style), and the jobs go to a compile
+  process in batches (or are compiled at once in ``sync`` mode).  A process, not a thread: IR generation is Python, and a thread would take the
   GIL from the machine thread (every port access of the guest needs it);
 * finished object code is linked in, and each block is installed if its page generation is
   still current.
 
-Guest writes through the CPU invalidate in native code (``system.invalidate_code_page``);
+Guest writes through the CPU invalidate in native code (``system.invalidate_code``);
 writes from the host (device DMA through ``GuestMemory.write``, ``rep ins`` chunks) call
 :meth:`JitRuntime.invalidate`.  The code cache is bounded: past ``max_blocks`` translations
 everything is dropped and hot code is translated again.
@@ -52,7 +52,10 @@ def settings_from_env() -> dict:
     out = {"enabled": mode not in ("", "0", "off", "no", "false"), "sync": mode == "sync"}
     thr = os.environ.get("PYV86_JIT_THRESHOLD")
     if thr:
-        out["threshold"] = max(1, int(thr))
+        try:
+            out["threshold"] = max(1, int(thr))
+        except ValueError:
+            log.warning("PYV86_JIT_THRESHOLD=%r is not a number; using %d", thr, DEFAULT_THRESHOLD)
     return out
 
 
@@ -201,14 +204,18 @@ class JitRuntime:
         requests."""
         if self._inflight:
             self._collect(block=False)
-        if self.cpu.state["jit_nreq"]:
-            jobs = self._take_requests()
-            if not jobs:
-                return
+        jobs = self._take_requests() if self.cpu.state["jit_nreq"] else []
+        if jobs:
             if self.sync:
                 t0 = time.perf_counter()
                 from .jit import translate_batch
-                obj, out = translate_batch([(j.eip, j.code32, j.code) for j in jobs])
+                try:
+                    obj, out = translate_batch([(j.eip, j.code32, j.code) for j in jobs])
+                except Exception as exc:   # a translator bug: those blocks stay interpreted
+                    log.warning("pyv86 JIT: translating %d blocks failed (%s: %s); they stay "
+                                "interpreted", len(jobs), type(exc).__name__, exc)
+                    self.stats["errors"] += 1
+                    obj, out = None, [None] * len(jobs)
                 self._link(jobs, obj, out, time.perf_counter() - t0)
             else:
                 room = MAX_BACKLOG - len(self._backlog)
