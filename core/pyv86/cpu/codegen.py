@@ -12,7 +12,7 @@ from . import isa, system
 from . import fpu  # noqa: F401  (registers the x87 opcodes in isa.OPS)
 from .dsl import (CB_INTR_ACK, I8, I8P, I32, I64, Emitter, V, ST_EXIT)
 from .flags import emit_cc_compute
-from .jitabi import BLOCK_TYPE, BRANCHES, JIT_EXIT, JIT_FAULT, helper_symbol
+from .jitabi import BLOCK_TYPE, BRANCHES, JIT_EXIT, JIT_FAULT, emit_lookup, helper_symbol
 
 RUN_NAME = "pyv86_run"
 
@@ -312,50 +312,29 @@ class Generator:
         ask for a translation when the address becomes hot (jitrt.py translates)."""
         e = self.e
         eip = e.lget("eip")
-        lin = e.lget("cs_base") + eip
-        idx = (lin >> 12) & (S.TLB_SIZE - 1)
-        tag = e.sget("tlb_tag", (e.cpl_kind() << S.TLB_BITS) + idx)
-        hit = tag.eq((lin & ~0xFFF) | 1)
-        with e.if_(~hit):   # try again after the next fetch has filled the TLB
-            self.at_target.set(e.c(1, 1))
-        with e.if_(hit):
-            phys = lin + e.sget("tlb_delta", idx)
-            slot = (phys ^ (phys >> S.JIT_TABLE_BITS)) & (S.JIT_TABLE_SIZE - 1)
-            ent = e.sget("jit_table") + slot.zx(64) * S.JIT_ENTRY_SIZE
 
-            def field(off, bits=32):
-                p = e.b.inttoptr((ent + off).v, ir.IntType(bits).as_pointer())
-                return p, V(e, e.b.load(p))
-            _, ent_eip = field(0)
-            _, ent_phys = field(4)
-            _, ent_mode = field(8)
-            _, ent_gen = field(12)
-            _, ent_n = field(16)
-            fn_ptr, fnp = field(24, 64)
-            gen_ptr = e.b.inttoptr((e.sget("jit_page_gen") + (phys >> 12).zx(64) * 4).v, I32.as_pointer())
-            gen = V(e, e.b.load(gen_ptr))
-            hot_ptr = e.b.inttoptr((e.sget("jit_hot") + slot.zx(64) * 4).v, I32.as_pointer())
-            match = (ent_phys.eq(phys) & ent_eip.eq(eip) & ent_mode.eq(e.sget("code32"))
-                     & fnp.ne(0))
-            with e.if_else(match & ent_gen.eq(gen), likely=True) as (hit, miss):
-                with hit:
-                    with e.if_((self.n.get() + ent_n.zx(64)).ule(budget)):
-                        self.emit_block_call(fnp, budget, loop)
-                with miss:
-                    with e.if_(match):   # its page was written since: forget it
-                        e.b.store(ir.Constant(I64, 0), fn_ptr)
-                        e.b.store(ir.Constant(I32, 0), hot_ptr)
-                    count = V(e, e.b.load(hot_ptr)) + 1
-                    e.b.store(count.v, hot_ptr)
-                    with e.if_(count.eq(e.sget("jit_threshold"))):
-                        nreq = e.sget("jit_nreq")
-                        with e.if_(nreq.ult(e.sget("jit_req_cap"))):
-                            req = e.sget("jit_req") + nreq.zx(64) * 16
-                            for off, v in ((0, eip), (4, phys), (8, e.sget("code32")), (12, slot)):
-                                e.b.store(v.v, e.b.inttoptr((req + off).v, I32.as_pointer()))
-                            e.sset("jit_nreq", nreq + 1)
-                            with e.if_(e.sget("jit_sync").ne(0)):
-                                e.exit(S.EXIT_JIT)
+        def current(t):
+            with e.if_((self.n.get() + t.ninsn.zx(64)).ule(budget)):
+                self.emit_block_call(t.fn, budget, loop)
+
+        def other(t):
+            with e.if_(t.match):   # its page was written since: forget it
+                e.b.store(ir.Constant(I64, 0), t.fn_ptr)
+                e.b.store(ir.Constant(I32, 0), t.hot_ptr)
+            count = V(e, e.b.load(t.hot_ptr)) + 1
+            e.b.store(count.v, t.hot_ptr)
+            with e.if_(count.eq(e.sget("jit_threshold"))):
+                nreq = e.sget("jit_nreq")
+                with e.if_(nreq.ult(e.sget("jit_req_cap"))):
+                    req = e.sget("jit_req") + nreq.zx(64) * 16
+                    for off, v in ((0, eip), (4, t.phys), (8, e.sget("code32")), (12, t.slot)):
+                        e.b.store(v.v, e.b.inttoptr((req + off).v, I32.as_pointer()))
+                    e.sset("jit_nreq", nreq + 1)
+                    with e.if_(e.sget("jit_sync").ne(0)):
+                        e.exit(S.EXIT_JIT)
+        in_tlb = emit_lookup(e, eip, current, other)
+        with e.if_(~in_tlb):   # try again after the next fetch has filled the TLB
+            self.at_target.set(e.c(1, 1))
 
     def emit_block_call(self, fnp: V, budget: V, loop):
         e = self.e
@@ -365,7 +344,7 @@ class Generator:
         fp = e.b.inttoptr(fnp.v, BLOCK_TYPE.as_pointer())
         left = budget - self.n.get()
         left = e.sel(left.ugt(0x7FFFFFFF), e.c(0x7FFFFFFF, 64), left).tr(32)
-        k = V(e, e.b.call(fp, [e.state, e.ram, left.v])).zx(64)
+        k = V(e, e.b.call(fp, [e.state, e.ram, left.v, ir.Constant(I32, 0)])).zx(64)
         e.sync_in()
         n = self.n.get() + k
         self.n.set(n)

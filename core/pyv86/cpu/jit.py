@@ -36,7 +36,7 @@ from . import isa, system
 from . import state as S
 from .blockdecode import Decoded, decode_block
 from .dsl import I1, I8P, I32, Emitter, V, Var
-from .jitabi import BLOCK_TYPE, JIT_EXIT, JIT_FAULT, helper_symbol
+from .jitabi import BLOCK_TYPE, JIT_EXIT, JIT_FAULT, emit_lookup, helper_symbol
 
 MAX_BLOCK_INSNS = 48
 
@@ -491,7 +491,21 @@ class BlockTranslator:
         k = self.k.get()
         e.sset("tsc", self.tsc_base.get() + k.zx(64) * e.sget("tsc_per_insn").zx(64))
         e.sset("jit_status", status.get())
-        e.b.ret(k.v)
+        total = V(e, fn.args[3]) + k
+        # chain: when nothing needs the interpreter, go straight on to the next translated
+        # block (a tail call: the stack does not grow), else return to the interpreter
+        free = status.get().eq(0) & ~attention() & e.sget("shadow").eq(0)
+        with e.if_(free):
+            left = budget - k
+
+            def chain(t):
+                with e.if_(t.ninsn.ule(left)):
+                    fp = e.b.inttoptr(t.fn.v, BLOCK_TYPE.as_pointer())
+                    r = e.b.call(fp, [e.state, e.ram, left.v, total.v], tail="musttail")
+                    e.b.ret(r)
+                    e.dead()
+            emit_lookup(e, e.lget("eip"), chain)
+        e.b.ret(total.v)
         for bb in fn.blocks:
             if not bb.is_terminated:
                 ir.IRBuilder(bb).unreachable()
