@@ -61,15 +61,15 @@ def test_code_that_rewrites_its_own_block():
 
 
 def test_host_write_to_translated_code_is_seen():
-    # nop ; mov eax, N ; hlt -- the block after the nop is translated, then the host rewrites
-    # it (like a device's DMA) and the next run must see the new code
+    # jmp $+2 ; mov eax, N ; hlt -- the block at the jump's target is translated, then the
+    # host rewrites it (like a device's DMA) and the next run must see the new code
     cpu, mem, host = flat_cpu(ram=8 << 20)
     cpu.set_jit(SYNC)
-    load(cpu, mem, b"\x90\xb8\x01\x00\x00\x00\xf4", at=CODE)
+    load(cpu, mem, b"\xeb\x00\xb8\x01\x00\x00\x00\xf4", at=CODE)
     seen = []
     for step in range(3):
         if step == 2:
-            mem.write(CODE + 1, b"\xb8\x02\x00\x00\x00")
+            mem.write(CODE + 2, b"\xb8\x02\x00\x00\x00")
         cpu.set_reg("eip", CODE)
         cpu.halted = False
         run_to_halt(cpu)

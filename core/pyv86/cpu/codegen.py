@@ -12,7 +12,7 @@ from . import isa, system
 from . import fpu  # noqa: F401  (registers the x87 opcodes in isa.OPS)
 from .dsl import (CB_INTR_ACK, I8, I8P, I32, I64, Emitter, V, ST_EXIT)
 from .flags import emit_cc_compute
-from .jitabi import BLOCK_TYPE, BRANCHES, JIT_EXIT, JIT_FAULT, emit_lookup, helper_symbol
+from .jitabi import BLOCK_TYPE, BRANCHES, JIT_EXIT, JIT_FAULT, JIT_SYNC, emit_lookup, helper_symbol
 
 RUN_NAME = "pyv86_run"
 
@@ -77,12 +77,23 @@ class Generator:
 
     # ------------------------------------------------------------ helpers
     def declare_helpers(self):
-        # exported (external linkage): translated blocks call the same helpers by name
+        # internal (direct calls from run()); exported wrappers for translated blocks are
+        # emitted by emit_helper_exports
         for name, (nargs, _) in system.HELPERS.items():
             ft = ir.FunctionType(I32, [I8P, I8P] + [I32] * nargs)
-            self.helpers[name] = ir.Function(self.module, ft, name=helper_symbol(name))
+            fn = self.helpers[name] = ir.Function(self.module, ft, name=name)
+            fn.linkage = "internal"
         ft = ir.FunctionType(I32, [I8P, I8P] + [I32] * 4)
-        self.helpers["cc_compute"] = ir.Function(self.module, ft, name=helper_symbol("cc_compute"))
+        fn = self.helpers["cc_compute"] = ir.Function(self.module, ft, name="cc_compute")
+        fn.linkage = "internal"
+
+    def emit_helper_exports(self):
+        """``pyv86_<helper>``: exported entry points that translated blocks link against (the
+        interpreter itself calls the internal functions directly, not through the GOT)."""
+        for name, fn in self.helpers.items():
+            ex = ir.Function(self.module, fn.function_type, name=helper_symbol(name))
+            b = ir.IRBuilder(ex.append_basic_block())
+            b.ret(b.call(fn, list(ex.args)))
 
     def emit_helpers(self):
         for name, (nargs, body) in system.HELPERS.items():
@@ -146,7 +157,6 @@ class Generator:
         self.shadow_n = e.var(64)
         self.insn_start = e.var(32)
         self.tsc0 = e.var(64)
-        self.at_target = e.var(1, 1)   # at a branch target: look for a translated block
         # state.tsc is current at every host callback and helper call (port/MMIO devices can
         # read the exact guest time mid-slice); rdtsc itself uses the SSA value
         e.tsc_out = lambda: e.sset("tsc", self.tsc0.get() + self.n.get() * e.sget("tsc_per_insn").zx(64))
@@ -172,6 +182,8 @@ class Generator:
                     e.sset("exit_reason", e.c(S.EXIT_HALT))
                     e.b.branch(e.exit_bb)
                     e.dead()
+        with e.if_(e.sget("jit_on").ne(0), likely=False):
+            self.emit_jit_call(budget)
         e.b.branch(loop)
         # ---- exit
         e.b.position_at_end(e.exit_bb)
@@ -191,17 +203,19 @@ class Generator:
         e.b.position_at_end(cont)
         e.sync_in()
         self.n.set(self.n.get() + 1)
-        self.at_target.set(e.c(1, 1))
         e.b.branch(loop)
         # ---- next
         e.b.position_at_end(nxt)
         self.n.set(self.n.get() + 1)
         e.b.branch(loop)
-        # ---- next after a control transfer
+        # ---- next after a control transfer: with the JIT on, look for a translated block at
+        # the target (out of line, so the interpreter's own loop is unchanged without it)
         nxt_t = e.block("next_target")
         e.b.position_at_end(nxt_t)
-        self.at_target.set(e.c(1, 1))
-        e.b.branch(nxt)
+        self.n.set(self.n.get() + 1)
+        with e.if_(e.sget("jit_on").ne(0), likely=False):
+            self.emit_jit_call(budget)
+        e.b.branch(loop)
         # ---- loop
         e.b.position_at_end(loop)
         with e.if_(self.n.get().uge(budget), likely=False):
@@ -223,11 +237,6 @@ class Generator:
                 with e.if_(vec.slt(0x100) & vec.sge(0)):
                     self.insn_start.set(e.lget("eip"))
                     e.call("deliver", vec.tr(32), e.c(2), e.c(0), e.c(0))
-                    self.at_target.set(e.c(1, 1))
-        with e.if_(self.at_target.get(), likely=False):
-            self.at_target.set(e.c(0, 1))
-            with e.if_(e.sget("jit_on").ne(0)):
-                self.emit_jit_dispatch(budget, loop)
         # ---- decode: one switch on (first byte, operand size) dispatches straight to the
         # handler; prefixes and the 0F escape are cases of the same switch.  Each handler
         # decodes its own ModRM and immediate with the attributes known at generation time;
@@ -306,16 +315,54 @@ class Generator:
         self._terminate(fn)
         return fn
 
-    def emit_jit_dispatch(self, budget: V, loop):
-        """At a branch target: run the translated block for (EIP, physical address, code
-        size) if there is a current one and the budget covers it; else count the miss and
-        ask for a translation when the address becomes hot (jitrt.py translates)."""
+    def emit_jit_call(self, budget: V):
+        """Call the out-of-line dispatcher (``pyv86_jit_dispatch``) and take over what the
+        translated blocks it ran did: instructions retired, TSC, shadow, fault or exit."""
         e = self.e
-        eip = e.lget("eip")
+        e.sync_out()
+        e.tsc_out()
+        left = budget - self.n.get()
+        left = e.sel(left.ugt(0x7FFFFFFF), e.c(0x7FFFFFFF, 64), left).tr(32)
+        k = V(e, e.b.call(self.jit_dispatch, [e.state, e.ram, left.v]))
+        st = e.sget("jit_status")
+        with e.if_((k | st).ne(0)):
+            e.sync_in()
+            n = self.n.get() + k.zx(64)
+            self.n.set(n)
+            self.tsc0.set(e.sget("tsc") - n * e.sget("tsc_per_insn").zx(64))
+            with e.if_(k.ne(0) & e.sget("shadow").ne(0)):
+                self.shadow_n.set(n)
+            with e.if_(st.eq(JIT_FAULT)):
+                self.insn_start.set(e.lget("eip"))
+                e.b.branch(e.fault_bb)
+                e.dead()
+            with e.if_(st.eq(JIT_EXIT) | st.eq(JIT_SYNC)):
+                e.b.branch(e.exit_bb)
+                e.dead()
+
+    def emit_jit_dispatch_fn(self):
+        """``i32 pyv86_jit_dispatch(state, ram, budget)``: at a branch target (state synced),
+        run the translated block for (EIP, physical address, code size) if there is a
+        current one and the budget covers it (it may chain on to others) and return the
+        instructions retired; else count the miss and ask for a translation when the address
+        becomes hot (jitrt.py translates)."""
+        ft = ir.FunctionType(I32, [I8P, I8P, I32])
+        fn = self.jit_dispatch = ir.Function(self.module, ft, name="pyv86_jit_dispatch")
+        fn.linkage = "internal"
+        e = Emitter(self.module, fn, self.helpers, in_run=False)
+        left = V(e, fn.args[2])
+        out = e.var(32, 0)
+        e.sset("jit_status", e.c(0))
+        eip = e.sget("eip")
 
         def current(t):
-            with e.if_((self.n.get() + t.ninsn.zx(64)).ule(budget)):
-                self.emit_block_call(t.fn, budget, loop)
+            with e.if_(t.ninsn.ule(left)):
+                e.sset("smc", e.c(0))
+                fp = e.b.inttoptr(t.fn.v, BLOCK_TYPE.as_pointer())
+                k = V(e, e.b.call(fp, [e.state, e.ram, left.v, ir.Constant(I32, 0)]))
+                out.set(k)
+                e.sset("jit_calls", e.sget("jit_calls") + 1)
+                e.sset("jit_insns", e.sget("jit_insns") + k.zx(64))
 
         def other(t):
             with e.if_(t.match):   # its page was written since: forget it
@@ -331,40 +378,11 @@ class Generator:
                         e.b.store(v.v, e.b.inttoptr((req + off).v, I32.as_pointer()))
                     e.sset("jit_nreq", nreq + 1)
                     with e.if_(e.sget("jit_sync").ne(0)):
-                        e.exit(S.EXIT_JIT)
-        in_tlb = emit_lookup(e, eip, current, other)
-        with e.if_(~in_tlb):   # try again after the next fetch has filled the TLB
-            self.at_target.set(e.c(1, 1))
-
-    def emit_block_call(self, fnp: V, budget: V, loop):
-        e = self.e
-        e.sync_out()
-        e.tsc_out()
-        e.sset("smc", e.c(0))
-        fp = e.b.inttoptr(fnp.v, BLOCK_TYPE.as_pointer())
-        left = budget - self.n.get()
-        left = e.sel(left.ugt(0x7FFFFFFF), e.c(0x7FFFFFFF, 64), left).tr(32)
-        k = V(e, e.b.call(fp, [e.state, e.ram, left.v, ir.Constant(I32, 0)])).zx(64)
-        e.sync_in()
-        n = self.n.get() + k
-        self.n.set(n)
-        tpi = e.sget("tsc_per_insn").zx(64)
-        self.tsc0.set(e.sget("tsc") - n * tpi)
-        e.sset("jit_calls", e.sget("jit_calls") + 1)
-        e.sset("jit_insns", e.sget("jit_insns") + k)
-        with e.if_(e.sget("shadow").ne(0)):
-            self.shadow_n.set(n)
-        self.at_target.set(e.c(1, 1))
-        st = e.sget("jit_status")
-        with e.if_(st.eq(JIT_FAULT)):
-            self.insn_start.set(e.lget("eip"))
-            e.b.branch(e.fault_bb)
-            e.dead()
-        with e.if_(st.eq(JIT_EXIT)):
-            e.b.branch(e.exit_bb)
-            e.dead()
-        e.b.branch(loop)
-        e.dead()
+                        e.sset("exit_reason", e.c(S.EXIT_JIT))
+                        e.sset("jit_status", e.c(JIT_SYNC))
+        emit_lookup(e, eip, current, other)
+        e.b.ret(out.get().v)
+        self._terminate(fn)
 
     def decode_operands(self, d, o32: bool, unsized: bool, ea_bb, ea_ret, ea_sw):
         """ModRM (+ SIB/displacement through the shared EA block) and immediate of one handler."""
@@ -469,6 +487,8 @@ def generate(only_ops=None) -> tuple[str, dict]:
     g = Generator()
     g.declare_helpers()
     g.emit_helpers()
+    g.emit_helper_exports()
+    g.emit_jit_dispatch_fn()
     g.emit_run(only_ops)
     info = {"handlers": g.handler_count, "opcodes": len(isa.OPS)}
     return str(g.module), info

@@ -20,6 +20,7 @@ from . import state as S
 HELPER_PREFIX = "pyv86_"
 BLOCK_TYPE = ir.FunctionType(ir.IntType(32), [ir.IntType(8).as_pointer()] * 2 + [ir.IntType(32)] * 2)
 JIT_FAULT, JIT_EXIT = 1, 2
+JIT_SYNC = 3     # (the dispatcher only) sync mode: leave run() so Python translates now
 
 # control transfers (one-byte map 0x00-0xFF, 0F map 0x100-0x1FF)
 BRANCHES = (set(range(0x70, 0x80)) | set(range(0x180, 0x190)) | set(range(0xE0, 0xE4))
@@ -39,7 +40,7 @@ def emit_lookup(e, eip, on_current, on_other=None):
     ``fn_ptr`` and ``hot_ptr``.  Returns the i1 "the code page is in the TLB" (nothing is
     looked up otherwise)."""
     from .dsl import I32, V
-    lin = e.lget("cs_base") + eip
+    lin = e.sget("seg_base", S.CS) + eip     # (the state is synced wherever this runs)
     idx = (lin >> 12) & (S.TLB_SIZE - 1)
     tag = e.sget("tlb_tag", (e.cpl_kind() << S.TLB_BITS) + idx)
     in_tlb = tag.eq((lin & ~0xFFF) | 1)

@@ -1,10 +1,10 @@
 """The differential test against unicorn, run on the block JIT's tier.
 
 The same random cases as :mod:`pyv86.cpu.difftest`, with pyv86's CPU translating every case
-before running it (``jit={"sync": True, "threshold": 1}``).  Each case is preceded by one
-``nop`` (in both emulators): the interpreter executes it, which loads the code page into the
-TLB, and the JIT translates everything after it, so every instruction of the case runs as
-translated code; the summary says how many instructions ran translated.
+before running it (``jit={"sync": True, "threshold": 1}``).  Each case is preceded by a
+``jmp $+2`` (in both emulators): the interpreter executes it, which loads the code page into
+the TLB, and at its target (the case) the JIT translates everything, so every instruction of
+the case runs as translated code; the summary says how many instructions ran translated.
 
     python -m pyv86.cpu.jitdifftest --cases 20000 --seed 1 [--group alu] [--mode pm|real|both]
 """
@@ -28,7 +28,7 @@ class JitHarness(difftest.Harness):
 
     def run_case(self, code, regs, flags):
         before = self.cpu.jit.report()["jit_instructions"]
-        out = super().run_case(b"\x90" + code, regs, flags)
+        out = super().run_case(b"\xeb\x00" + code, regs, flags)
         self.translated_insns += self.cpu.jit.report()["jit_instructions"] - before
         return out
 
