@@ -180,7 +180,7 @@ class CPU:
     # ------------------------------------------------------------------ state
     def reset(self) -> None:
         """Power-on state: real mode, CS=F000 base FFFF0000, EIP=FFF0, CR0=0x60000010."""
-        if getattr(self, "jit", None) is not None:
+        if self.jit is not None:
             self.jit.bank_counters()
         self._buf[...] = 0
         st = self.state
@@ -212,7 +212,7 @@ class CPU:
         st["dr"][6] = 0xFFFF0FF0
         st["dr"][7] = 0x400
         self.flush_tlb()
-        if getattr(self, "jit", None) is not None:
+        if self.jit is not None:
             self.jit.flush()
             self.jit.attach()
 

@@ -320,6 +320,20 @@ def set_accessed(e, hi, addr):
         e.write_lin(addr + 4, 32, hi | 0x100, e.c(0))
 
 
+def push_far_return(e, wide: V, cs: V, ret: V):
+    """Far call: push the caller's CS and return offset as two dwords or two words, after
+    probing that both fit (no partial push on a fault)."""
+    with e.if_else(wide) as (t, o):
+        with t:
+            e.push_probe(8)
+            e.push(cs, 32)
+            e.push(ret, 32)
+        with o:
+            e.push_probe(4)
+            e.push(cs.tr(16), 16)
+            e.push(ret.tr(16), 16)
+
+
 def set_seg(e, seg: int, sel: V, base: V, limit: V, flags: V):
     """Load a segment register's selector and descriptor cache (protected-mode form)."""
     e.sset("seg_sel", sel & 0xFFFF, seg)
@@ -490,15 +504,7 @@ def h_jmp_far(e):
     with e.if_else(protected(e)) as (then, other):
         with other:
             with e.if_(call):
-                with e.if_else(o32) as (t, o):
-                    with t:
-                        e.push_probe(8)
-                        e.push(old_cs, 32)
-                        e.push(ret, 32)
-                    with o:
-                        e.push_probe(4)
-                        e.push(old_cs.tr(16), 16)
-                        e.push(ret.tr(16), 16)
+                push_far_return(e, o32, old_cs, ret)
             set_seg_real(e, S.CS, sel)
             e.lset("eip", off)
         with then:
@@ -523,15 +529,7 @@ def h_jmp_far(e):
                 e.dead()
             cpl = check_code_desc(e, sel, lo, hi, None, True)
             with e.if_(call):
-                with e.if_else(o32) as (t, o):
-                    with t:
-                        e.push_probe(8)
-                        e.push(old_cs, 32)
-                        e.push(ret, 32)
-                    with o:
-                        e.push_probe(4)
-                        e.push(old_cs.tr(16), 16)
-                        e.push(ret.tr(16), 16)
+                push_far_return(e, o32, old_cs, ret)
             set_accessed(e, hi, addr)
             load_cs(e, sel, lo, hi | 0x100, cpl)
             e.lset("eip", e.sel(o32, off, off & 0xFFFF))
@@ -632,15 +630,7 @@ def _call_gate(e, gsel, glo, ghi, call: V, ret: V):
             load_cs(e, sel, lo, hi | 0x100, dpl)
         with t_same:
             with e.if_(call):
-                with e.if_else(g32) as (t, o):
-                    with t:
-                        e.push_probe(8)
-                        e.push(old_cs, 32)
-                        e.push(ret, 32)
-                    with o:
-                        e.push_probe(4)
-                        e.push(old_cs.tr(16), 16)
-                        e.push(ret.tr(16), 16)
+                push_far_return(e, g32, old_cs, ret)
             set_accessed(e, hi, addr)
             load_cs(e, sel, lo, hi | 0x100, cpl)
     e.lset("eip", off)
