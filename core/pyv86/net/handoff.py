@@ -117,14 +117,7 @@ class Handoff:
                     else:
                         inbox.append(frame)
                 continue
-            receiver = self.receiver
-            if receiver is None:
-                self.undelivered += 1
-                continue
-            self.delivered += 1
-            if receiver(frame) is False:
-                with self._lock:
-                    self._paused = True
+            self._hand_over(frame)
         if inbox and not self._paused:
             self._drain()
 
@@ -149,16 +142,20 @@ class Handoff:
                         return
                     frame = self._inbox.popleft()
                     self._room.notify_all()
-                receiver = self.receiver
-                if receiver is None:
-                    self.undelivered += 1
-                    continue
-                self.delivered += 1
-                if receiver(frame) is False:
-                    with self._lock:
-                        self._paused = True
+                self._hand_over(frame)
         finally:
             self._draining = False
+
+    def _hand_over(self, frame: bytes) -> None:
+        """Give one frame to the receiver; a receiver that answers False is full (pause)."""
+        receiver = self.receiver
+        if receiver is None:
+            self.undelivered += 1
+            return
+        self.delivered += 1
+        if receiver(frame) is False:
+            with self._lock:
+                self._paused = True
 
     def resume(self) -> None:
         """Machine thread: the receiver has room again; deliver what waits."""
