@@ -8,98 +8,33 @@ peers (HTTP servers, clients of port forwards) open their sockets in the same na
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import queue
-import shutil
-import socket
-import subprocess
 import threading
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
 
-CLONE_NEWNET = 0x40000000
-TEMPLATE_ADDR = "192.168.77.2"
-TEMPLATE_GW = "192.168.77.1"
+from pyv86.testing.netns import Netns, require_netns, require_tool
 
-
-def _ip(*args: str) -> None:
-    done = subprocess.run(["ip", *args], capture_output=True, text=True)
-    if done.returncode:
-        raise RuntimeError(f"ip {' '.join(args)}: {done.stderr.strip()}")
-
-
-class Netns:
-    """A named network namespace; :meth:`socket` makes sockets that live in it."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self._libc = ctypes.CDLL(None, use_errno=True)
-
-    def run_in(self, fn: Callable[[], Any]) -> Any:
-        """Call ``fn`` on a fresh thread switched into the namespace; return its result."""
-        result: list[Any] = []
-        error: list[BaseException] = []
-
-        def body() -> None:
-            try:
-                fd = os.open(f"/var/run/netns/{self.name}", os.O_RDONLY)
-                try:
-                    if self._libc.setns(fd, CLONE_NEWNET) != 0:
-                        err = ctypes.get_errno()
-                        raise OSError(err, f"setns({self.name}): {os.strerror(err)}")
-                finally:
-                    os.close(fd)
-                result.append(fn())
-            except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread
-                error.append(exc)
-
-        t = threading.Thread(target=body)
-        t.start()
-        t.join()
-        if error:
-            raise error[0]
-        return result[0]
-
-    def socket(self, family: int = socket.AF_INET, type: int = socket.SOCK_STREAM) -> socket.socket:
-        return self.run_in(lambda: socket.socket(family, type))  # type: ignore[no-any-return]
+WHO = "passt tests"
 
 
 @pytest.fixture(scope="session")
-def passt_netns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Netns]:
-    if os.geteuid() != 0:
-        pytest.fail("the passt tests need root: they confine passt to a network namespace "
-                    "they create (ip netns)")
-    if shutil.which("ip") is None:
-        pytest.fail("the passt tests need the ip command (Debian package iproute2)")
-    if shutil.which("passt") is None:
-        pytest.fail("the passt tests need the passt program (Debian package passt)")
-    name = f"pyv86-passt-{os.getpid()}"
-    _ip("netns", "add", name)
-    try:
-        _ip("-n", name, "link", "set", "lo", "up")
-        _ip("-n", name, "link", "add", "pv0", "type", "veth", "peer", "name", "pv1")
-        _ip("-n", name, "addr", "add", f"{TEMPLATE_ADDR}/24", "dev", "pv0")
-        _ip("-n", name, "link", "set", "pv0", "up")
-        _ip("-n", name, "link", "set", "pv1", "up")
-        _ip("-n", name, "route", "add", "default", "via", TEMPLATE_GW)
-        yield Netns(name)
-    finally:
-        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+def passt_netns() -> Iterator[Netns]:
+    """The namespace every confined passt runs in: ``lo`` and a dead-end default route."""
+    require_netns(WHO)
+    require_tool("passt", "passt", WHO)
+    with Netns(f"pyv86-passt-{os.getpid()}") as ns:
+        ns.add_dead_end_route()
+        yield ns
 
 
 @pytest.fixture(scope="session")
 def passt_wrapper_dir(passt_netns: Netns, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory whose ``passt`` runs the real passt inside :func:`passt_netns`."""
-    real = shutil.which("passt")
-    assert real is not None
-    d = tmp_path_factory.mktemp("passt-bin")
-    script = d / "passt"
-    script.write_text(f'#!/bin/sh\nexec ip netns exec {passt_netns.name} {real} "$@"\n')
-    script.chmod(0o755)
-    return d
+    return passt_netns.confined(require_tool("passt", "passt", WHO), tmp_path_factory.mktemp("passt-bin"))
 
 
 @pytest.fixture

@@ -1,17 +1,22 @@
-"""Test helpers: a raw WebSocket client that can also misbehave, frame builders, namespaces."""
+"""Test helpers: a raw WebSocket client that can also misbehave, frame builders, DHCP frames,
+and the relay's DHCP LAN (built on :mod:`pyv86.testing.netns`, which owns the namespaces)."""
 from __future__ import annotations
 
 import base64
 import os
 import select
-import shutil
 import socket
 import struct
-import subprocess
 import time
-import uuid
+from pathlib import Path
+from typing import Any
 
 import pytest
+
+from pyv86.testing import netns as _netns
+from pyv86.testing.netns import Lan, Namespaces
+
+WHO = "relay_ws tests"
 
 
 def mac(i: int) -> bytes:
@@ -199,60 +204,9 @@ def wait_for(predicate, timeout: float = 5.0, interval: float = 0.02) -> bool:  
     return bool(predicate())
 
 
-# -- network namespaces -------------------------------------------------------------------
+# -- network namespaces (pyv86.testing.netns); conftest's ``netns`` fixture --------------------
 def require_netns() -> None:
-    if os.geteuid() != 0:
-        pytest.fail("this test creates network namespaces and TAP devices: run it as root")
-    if shutil.which("ip") is None:
-        pytest.fail("this test needs iproute2 (`ip`): apt-get install iproute2")
-
-
-def sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(list(cmd), capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()}")
-    return proc
-
-
-class Namespaces:
-    """Creates uniquely named namespaces and interfaces; removes everything on cleanup."""
-
-    def __init__(self) -> None:
-        self.tag = uuid.uuid4().hex[:6]
-        self.names: list[str] = []
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def ifname(self, base: str) -> str:
-        name = f"{base}{self.tag}"
-        assert len(name) < 16
-        return name
-
-    def add(self, base: str) -> str:
-        name = f"p7{base}-{self.tag}"
-        sh("ip", "netns", "add", name)
-        self.names.append(name)
-        sh("ip", "-n", name, "link", "set", "lo", "up")
-        return name
-
-    def run(self, ns: str, *cmd: str) -> subprocess.CompletedProcess[str]:
-        return sh("ip", "netns", "exec", ns, *cmd)
-
-    def popen(self, ns: str, *cmd: str, **kw) -> subprocess.Popen:  # type: ignore[no-untyped-def, type-arg]
-        proc = subprocess.Popen(["ip", "netns", "exec", ns, *cmd], **kw)
-        self.procs.append(proc)
-        return proc
-
-    def cleanup(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
-        for name in self.names:
-            sh("ip", "netns", "del", name, check=False)
+    _netns.require_netns(WHO)
 
 
 # -- DHCP at frame level ---------------------------------------------------------------------
@@ -307,60 +261,24 @@ def parse_dhcp_reply(frame: bytes, xid: int) -> dict[str, object] | None:
 
 
 # -- a LAN with DHCP inside a namespace: bridge + dnsmasq + a relay uplinked to a TAP -------------
-def require_dnsmasq() -> str:
-    path = shutil.which("dnsmasq") or ("/usr/sbin/dnsmasq" if os.path.exists("/usr/sbin/dnsmasq") else None)
-    if path is None:
-        pytest.fail("this test needs dnsmasq: apt-get install dnsmasq-base")
-    return path
-
-
-class DhcpLan:
-    """In a fresh namespace: bridge ``br`` (10.78.0.1/24) with dnsmasq handing out
-    10.78.0.50-99, and ``pyv86 relay serve --port 8086 --tap ... --bridge br``.
+class DhcpLan(Lan):
+    """In a fresh namespace of ``netns``: a bridge at 10.78.0.1/24 with dnsmasq handing out
+    10.78.0.50-99, and ``pyv86 relay serve --port 8086 --tap ... --bridge ...``.
     Clients inside the namespace reach the relay at ws://127.0.0.1:8086/."""
 
     URL = "ws://127.0.0.1:8086/"
 
     def __init__(self, netns: Namespaces, tmp: str) -> None:
-        import sys
-
         try:
             import pyv86_relay_tap  # noqa: F401
         except ImportError:
             pytest.fail("this test needs the pyv86-relay-tap plugin: pip install -e plugins/relay_tap")
-        dnsmasq = require_dnsmasq()
-        pyv86 = os.path.join(os.path.dirname(sys.executable), "pyv86")
-        self.ns = ns = netns.add("dh")
-        br, tap = netns.ifname("t7br"), netns.ifname("t7up")
-        sh("ip", "-n", ns, "link", "add", br, "type", "bridge")
-        sh("ip", "-n", ns, "addr", "add", "10.78.0.1/24", "dev", br)
-        sh("ip", "-n", ns, "link", "set", br, "up")
-        self.relay = netns.popen(ns, pyv86, "relay", "serve", "--port", "8086", "--tap", tap,
-                                 "--bridge", br, stderr=subprocess.PIPE, text=True)
-        self.announce = self.relay.stderr.readline()
-        self.leases = os.path.join(tmp, "leases")
-        self.dnsmasq = netns.popen(ns, dnsmasq, "--no-daemon", "--conf-file=/dev/null", f"--interface={br}",
-                                   "--bind-interfaces", "--except-interface=lo", "--port=0",
-                                   "--dhcp-range=10.78.0.50,10.78.0.99,255.255.255.0,1h",
-                                   f"--dhcp-leasefile={self.leases}",
-                                   f"--pid-file={os.path.join(tmp, 'dnsmasq.pid')}",
-                                   "--user=root", "--group=root", "--log-dhcp",
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        assert wait_for(lambda: self.dnsmasq.poll() is not None or
-                        ":67 " in sh("ip", "netns", "exec", ns, "ss", "-Huln").stdout, 10)
-        assert self.dnsmasq.poll() is None, self.dnsmasq.stdout.read() if self.dnsmasq.stdout else ""
+        super().__init__(netns.nsname("dh"), Path(tmp) / "dnsmasq", subnet="10.78.0",
+                         bridge=netns.ifname("t7br"), who=WHO)
+        netns.adopt(self)
+        self.ns = self.name
+        relay = self.start_relay(netns.ifname("t7up"), port=8086)
+        self.relay, self.announce, self._relay = relay.proc, relay.announce, relay
 
-    def lease_text(self) -> str:
-        try:
-            with open(self.leases) as fh:
-                return fh.read()
-        except FileNotFoundError:
-            return ""
-
-    def stats(self) -> dict:  # type: ignore[type-arg]
-        import json
-        import sys
-
-        out = sh("ip", "netns", "exec", self.ns, sys.executable, "-c",
-                 "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:8086/stats').read().decode())")
-        return json.loads(out.stdout)
+    def stats(self) -> dict[str, Any]:
+        return self._relay.stats()
