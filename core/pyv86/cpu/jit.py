@@ -163,6 +163,14 @@ class FoldingBuilder(ir.IRBuilder):
 # ---------------------------------------------------------------------------- one block
 
 
+# state fields that stay the same through a block unless the block itself changes them: they
+# are loaded once, at the block's entry, instead of at every memory access
+MEMO_FIELDS = frozenset({"seg_base", "seg_chk", "cpl"})
+# helpers that never change them (memory slow paths, TLB fills; a fault leaves the block)
+KEEPS_MEMO_FIELDS = frozenset({"mem_slow", "mem_probe", "seg_slow", "seg_probe", "xlate",
+                               "fetch_slow", "io_perm", "cpuid", "lar_lsl", "invlpg"})
+
+
 class _BlockEmitter(Emitter):
     """The interpreter's emitter with the eight GPRs held in locals (promoted to host
     registers by LLVM), written back to the state around every out-of-line call and on exit.
@@ -172,11 +180,31 @@ class _BlockEmitter(Emitter):
     def __init__(self, *args, **kw):
         self.regs = None
         self._sptrs = {}
+        self._memo = {}
+        self.clobbered = False    # something in the block may change a field in MEMO_FIELDS
         super().__init__(*args, **kw)
         self.called = self.var(1, 0)
         self.regs = [Var(self, I32, name=f"r{i}") for i in range(8)]
 
+    def _clobber(self):
+        self.clobbered = True
+        self._memo.clear()
+
     def sget(self, name, idx=0) -> V:
+        if name in MEMO_FIELDS and not self.clobbered:
+            k = idx if isinstance(idx, int) else _const_int(idx.v)
+            if k is not None:
+                v = self._memo.get((name, k))
+                if v is None:     # loaded once, in the entry block (it dominates every use)
+                    ptr = self.sptr(name, k)
+                    back, entry = self.b.block, self.entry_block
+                    if entry.is_terminated:
+                        self.b.position_before(entry.terminator)
+                    else:
+                        self.b.position_at_end(entry)
+                    v = self._memo[(name, k)] = V(self, self.b.load(ptr))
+                    self.b.position_at_end(back)
+                return v
         if name == "regs" and self.regs is not None:
             k = idx if isinstance(idx, int) else _const_int(idx.v)
             if k is not None:
@@ -186,6 +214,8 @@ class _BlockEmitter(Emitter):
         return super().sget(name, idx)
 
     def sset(self, name, value, idx=0):
+        if name in MEMO_FIELDS:
+            self._clobber()
         if name == "regs" and self.regs is not None:
             k = idx if isinstance(idx, int) else _const_int(idx.v)
             if k is not None:
@@ -287,6 +317,8 @@ class _BlockEmitter(Emitter):
     def call(self, name, *args, sync=True, check=True) -> V:
         # sync=False helpers (TLB fill, memory slow paths) do not touch the GPRs; a fault they
         # raise goes through fault_bb, which writes everything back
+        if name not in KEEPS_MEMO_FIELDS:
+            self._clobber()
         st = super().call(name, *args, sync=sync, check=False)
         self.called.set(self.c(1, 1))
         if check:
@@ -294,6 +326,7 @@ class _BlockEmitter(Emitter):
         return st
 
     def callback(self, *args, **kw) -> V:
+        self._clobber()
         r = super().callback(*args, **kw)
         self.called.set(self.c(1, 1))
         return r
@@ -458,7 +491,7 @@ class BlockTranslator:
             last = i == ninsn - 1
             if target is not None:
                 now = e.lget("eip")
-                if target == eip:
+                if target == eip and not e.clobbered:   # (else entry-loaded fields go stale)
                     # a loop: go round again inside this call if the budget and nothing else
                     # stops it (the same checks the interpreter makes between instructions)
                     with e.if_(now.eq(eip)):
@@ -478,9 +511,11 @@ class BlockTranslator:
             else:
                 # after a call out of line: the host may have raised INTR, asked to stop, or
                 # code may have been written
-                nxt = e.block(f"i{i + 1}")
-                e.b.cbranch((e.called.get() & attention()).v, done, nxt)
-                e.b.position_at_end(nxt)
+                # (tested only on the paths that called: the fast paths load nothing)
+                with e.if_(e.called.get(), likely=False):
+                    with e.if_(attention()):
+                        e.b.branch(done)
+                        e.dead()
         if not e.b.block.is_terminated:
             e.b.branch(done)
         leave(done, 0)
@@ -523,10 +558,11 @@ def compile_object(ir_text: str) -> bytes:
     llvm = build._llvm()
     mod = llvm.parse_assembly(ir_text)
     mod.triple = llvm.get_process_triple()
-    # LLVM's fast instruction selector: ~5x quicker to compile than -O1 code generation, and
-    # its code still runs several times faster than the interpreter (PYV86_JIT_CODEGEN_OPT=1
-    # trades compile time for about 4x faster loops)
-    tm = build._tm(llvm, int(os.environ.get("PYV86_JIT_CODEGEN_OPT", "0")))
+    # -O1 code generation (greedy register allocation). Level 0 (FastISel, fast register
+    # allocation) compiles about twice as fast, but spills every guest register at each of a
+    # block's many basic-block boundaries: its code ran busybox md5sum no faster than the
+    # interpreter, and a memory loop at 300 against 780 MIPS (PYV86_JIT_CODEGEN_OPT=0 picks it)
+    tm = build._tm(llvm, int(os.environ.get("PYV86_JIT_CODEGEN_OPT", "1")))
     build.light_passes(llvm, tm, mod, rounds=1)
     return tm.emit_object(mod)
 

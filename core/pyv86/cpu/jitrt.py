@@ -218,14 +218,32 @@ class JitRuntime:
                     obj, out = None, [None] * len(jobs)
                 self._link(jobs, obj, out, time.perf_counter() - t0)
             else:
-                room = MAX_BACKLOG - len(self._backlog)
-                self._backlog.extend(jobs[:max(room, 0)])
-                for job in jobs[max(room, 0):]:      # too much at once: ask again much later
-                    self.hot[job.slot] = (1 << 32) - 8 * self.threshold
-                    self.stats["deferred"] += 1
+                self._enqueue(jobs)
         if self._backlog and len(self._inflight) < 2:
-            batch, self._backlog = self._backlog[:BATCH], self._backlog[BATCH:]
-            self._submit(batch)
+            self._submit(self._hottest())
+
+    def _enqueue(self, jobs: list[_Job]) -> None:
+        """Queue requests for the compile process; past :data:`MAX_BACKLOG` the coldest wait
+        (their counters restart 8 thresholds back, so they are asked for again much later)."""
+        self._backlog.extend(jobs)
+        if len(self._backlog) > MAX_BACKLOG:
+            self._by_heat()
+            for job in self._backlog[MAX_BACKLOG:]:
+                self.hot[job.slot] = (1 << 32) - 8 * self.threshold
+                self.stats["deferred"] += 1
+            del self._backlog[MAX_BACKLOG:]
+
+    def _by_heat(self) -> None:
+        """Sort the backlog hottest first: a slot keeps counting branch-target hits while its
+        request waits, so a loop that became hot behind a burst of lukewarm requests (the
+        boot's, say) is compiled next instead of after all of them."""
+        hot = self.hot
+        self._backlog.sort(key=lambda j: int(hot[j.slot]), reverse=True)
+
+    def _hottest(self) -> list[_Job]:
+        self._by_heat()
+        batch, self._backlog = self._backlog[:BATCH], self._backlog[BATCH:]
+        return batch
 
     def _take_requests(self) -> list[_Job]:
         st = self.cpu.state
@@ -358,8 +376,7 @@ class JitRuntime:
         end = time.monotonic() + timeout
         while (self._inflight or self._backlog) and time.monotonic() < end:
             if self._backlog and len(self._inflight) < 2:
-                batch, self._backlog = self._backlog[:BATCH], self._backlog[BATCH:]
-                self._submit(batch)
+                self._submit(self._hottest())
             if self._inflight:
                 self._collect(block=True)
 
