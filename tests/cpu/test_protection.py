@@ -227,6 +227,26 @@ def test_page_granular_limit_and_flat_segment_with_base_use_the_fast_path():
     assert int(cpu.state["seg_chk"][3]) == 0 and int(cpu.state["seg_chk"][8 + 3]) == 0
 
 
+def test_segment_loaded_by_the_host_is_checked_like_one_the_guest_loaded():
+    """``CPU.set_segment`` (boot loaders, state tools) computes the check flags too: a
+    host-set limit and a read-only type are enforced; a host-set flat segment stays fast."""
+    cpu, mem = seg_machine(0x93, 0xFFF)
+    cpu.set_segment("ds", 0x30, 0x200000, 0xFFF, 0x4093)
+    assert int(cpu.state["seg_chk"][3]) == 2
+    load(cpu, mem, prog("a1fc0f0000",       # mov eax, [0xffc]   (last dword: ok)
+                        "a1fd0f0000"))      # mov eax, [0xffd]   -> #GP(0)
+    cpu.run(100)
+    assert exc(cpu) == (13, 0, CODE + 5)
+    cpu, mem = seg_machine(0x93, 0xFFF)
+    cpu.set_segment("es", 0x30, 0, 0xFFFFFFFF, 0xC091)          # flat, read-only
+    assert int(cpu.state["seg_chk"][0]) == 0 and int(cpu.state["seg_chk"][8]) == 2
+    load(cpu, mem, prog("26a310000000"))    # mov es:[0x10], eax -> #GP(0)
+    cpu.run(100)
+    assert exc(cpu) == (13, 0, CODE)
+    cpu.set_segment("es", 0x10, 0, 0xFFFFFFFF, 0xC093)          # flat, writable: fast path
+    assert int(cpu.state["seg_chk"][0]) == 0 and int(cpu.state["seg_chk"][8]) == 0
+
+
 def test_read_only_data_segment_faults_on_write():
     cpu, mem = seg_machine(0x91, 0xFFFFF, base=0, flags=0xC)
     mem.write_u32(0x10, 5)

@@ -144,4 +144,29 @@ def load():
         sym = helper_symbol(name)
         llvm.add_symbol(sym, ee.get_function_address(sym))
     _cache["engine"] = (ee, addr)
+    if os.environ.get("PYV86_PERF_MAP"):
+        write_perf_map(obj, addr, RUN_NAME)
     return _cache["engine"]
+
+
+def write_perf_map(obj: bytes, run_addr: int, run_name: str) -> None:
+    """``PYV86_PERF_MAP=1``: name the interpreter's functions for ``perf report`` in
+    ``/tmp/perf-PID.map`` (perf's convention for JIT code; needs binutils' ``nm``)."""
+    import subprocess
+    import tempfile
+    with tempfile.NamedTemporaryFile(suffix=".o") as f:
+        f.write(obj)
+        f.flush()
+        try:
+            out = subprocess.run(["nm", "-S", "--defined-only", f.name], capture_output=True,
+                                 text=True, check=True).stdout
+        except (OSError, subprocess.CalledProcessError) as exc:
+            print(f"pyv86: PYV86_PERF_MAP: cannot list the interpreter's symbols ({exc})",
+                  file=sys.stderr)
+            return
+    syms = [(int(p[0], 16), int(p[1], 16), p[3]) for p in (ln.split() for ln in out.splitlines())
+            if len(p) == 4 and p[2] in "tT"]
+    base = run_addr - next(off for off, _, name in syms if name == run_name)
+    with open(f"/tmp/perf-{os.getpid()}.map", "a") as m:
+        for off, size, name in syms:
+            m.write(f"{base + off:x} {size:x} pyv86:{name}\n")

@@ -26,6 +26,23 @@ _SKIP_SAVE = {"tlb_tag", "tlb_delta", "tlb_global", "iobuf", "callback", "scratc
               "exit_reason", "stop", "smc"} | {n for n in S.FIELD_NAMES if n.startswith("jit_")}
 
 
+def _host_seg_chk(protected: int, limit: int, flags: int) -> tuple[int, int]:
+    """``state.seg_chk`` (read, write) for a segment cache loaded by the host: 0 lets the TLB
+    fast path serve accesses, 2 sends them through the checked slow path, which is always
+    right. The guest's own loads compute it exactly (``system.seg_chk_of``); here only the
+    flat cases that need no check take the fast path."""
+    if not protected:
+        return 0, 0
+    present, kind, rw = flags & 0x80, flags & 0x1C, flags & 2
+    if not present or (limit & 0xFFFFFFFF) != 0xFFFFFFFF:
+        return 2, 2
+    if kind == 0x10:                      # expand-up data
+        return 0, (0 if rw else 2)
+    if kind & 0x18 == 0x18:               # code: readable or not, never writable
+        return (0 if rw else 2), 2
+    return 2, 2                           # expand-down data, system segments
+
+
 class CPU:
     """An i686 CPU attached to ``memory`` (``.ram`` numpy uint8, ``.size``) and ``host``."""
 
@@ -275,6 +292,8 @@ class CPU:
             st["cpl"] = (selector & 3) if st["cr"][0] & 1 else 0
         elif i == S.SS:
             st["stack32"] = (flags >> 14) & 1
+        if i <= S.GS:
+            st["seg_chk"][i], st["seg_chk"][i + 8] = _host_seg_chk(st["cr"][0] & 1, limit, flags)
 
     def set_gdtr(self, base: int, limit: int) -> None:
         self.state["gdtr_base"] = base

@@ -79,6 +79,12 @@ UNDEF = {
 DEF_OF_D0 = {0xD0, 0xD1}
 
 
+
+def _cs_override(code: bytes) -> bool:
+    """Whether an instruction of the case has a CS segment prefix."""
+    from iced_x86 import Decoder, Register
+    return any(ins.segment_prefix == Register.CS for ins in Decoder(32, code))
+
 class _Mem:
     def __init__(self, size):
         self.size = size
@@ -406,11 +412,13 @@ class Harness:
         cpu.run(100000)
         p_exc = int(st["exc_vector"]) if cpu.exit_reason == 5 else None
         # QEMU (unicorn) does not check data accesses against null DS/ES/FS/GS, segment
-        # limits or segment types (e.g. a write through DS holding a code segment): a #GP(0) /
-        # #SS(0) raised while such a segment is loaded (state.seg_chk set) is not compared
+        # limits or segment types (e.g. a write through DS holding a code segment, or through
+        # a CS override): a #GP(0) / #SS(0) raised while such a segment is loaded
+        # (state.seg_chk set), or by a case with a CS override, is not compared
         chk = [int(x) for x in st["seg_chk"]]
         self.null_seg_gp = (self.mode == "pm" and p_exc in (12, 13) and int(st["exc_code"]) == 0
-                            and any(chk[i] or chk[i + 8] for i in (0, 2, 3, 4, 5)))
+                            and (any(chk[i] or chk[i + 8] for i in (0, 2, 3, 4, 5))
+                                 or _cs_override(code)))
         # unicorn
         if self.need_new_uc:
             self._new_uc()
