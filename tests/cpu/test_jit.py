@@ -47,6 +47,36 @@ def test_loop_runs_translated_with_the_interpreters_results():
     assert rep["blocks_entered"] < 100, rep               # ...looping inside one block
 
 
+LOOP = (b"\xb9" + struct.pack("<I", 100_000) + b"\x31\xc0"
+        + b"\x01\xc8\x31\xc2\x89\xcb\x81\xe3\xff\x03\x00\x00\x89\x14\x9d"
+        + struct.pack("<I", 0x200000) + b"\x49\x75\xe8\xf4")
+
+
+def test_translations_are_kept_on_disk_and_reused_by_the_next_cpu(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYV86_CACHE_DIR", str(tmp_path))
+    reports, results = [], []
+    for _ in range(2):
+        cpu, mem, host = flat_cpu(ram=8 << 20)
+        cpu.set_jit(dict(SYNC, cache=True))
+        load(cpu, mem, LOOP, at=CODE)
+        n = run_to_halt(cpu)
+        results.append((n, cpu.get_reg("eax"), cpu.get_reg("edx"), mem.ram[0x200000:0x201000].tobytes()))
+        reports.append(cpu.jit.report())
+    assert results[0] == results[1]
+    assert reports[0]["translated"] >= 1 and reports[0]["cache_hits"] == 0, reports[0]
+    assert reports[1]["translated"] == 0 and reports[1]["cache_hits"] >= 1, reports[1]
+    assert reports[1]["jit_instructions"] > 0.99 * results[1][0], reports[1]
+    # a damaged entry is not used: the block is translated again
+    for entry in tmp_path.glob("jit/*/*.e"):
+        entry.write_text("garbage")
+    cpu, mem, host = flat_cpu(ram=8 << 20)
+    cpu.set_jit(dict(SYNC, cache=True))
+    load(cpu, mem, LOOP, at=CODE)
+    assert run_to_halt(cpu) == results[0][0] and cpu.get_reg("eax") == results[0][1]
+    rep = cpu.jit.report()
+    assert rep["cache_hits"] == 0 and rep["translated"] >= 1, rep
+
+
 def test_code_that_rewrites_its_own_block():
     # L0: mov ebx, imm32 ; add eax, ebx ; inc dword [L0+1] ; dec ecx ; jnz L0 ; hlt
     code = (b"\xbb\x00\x00\x00\x00" + b"\x01\xd8" + b"\xff\x05" + struct.pack("<I", CODE + 1)

@@ -42,6 +42,7 @@ DEFAULT_THRESHOLD = 2000
 MAX_INVALIDATIONS = 8        # a page rewritten more often than this is left to the interpreter
 BATCH = 16
 MAX_BACKLOG = 128
+PROBE_THRESHOLD = 64         # hits before the disk cache is asked for a block's translation
 
 
 def settings_from_env() -> dict:
@@ -60,10 +61,11 @@ def settings_from_env() -> dict:
 
 
 class _Job:
-    __slots__ = ("eip", "phys", "code32", "slot", "gen", "code")
+    __slots__ = ("eip", "phys", "code32", "slot", "gen", "code", "key")
 
-    def __init__(self, eip, phys, code32, slot, gen, code):
+    def __init__(self, eip, phys, code32, slot, gen, code, key):
         self.eip, self.phys, self.code32, self.slot, self.gen, self.code = eip, phys, code32, slot, gen, code
+        self.key = key
 
 
 class _CompileProcess:
@@ -141,7 +143,9 @@ class JitRuntime:
     """The JIT attached to one :class:`~pyv86.cpu.cpu.CPU`."""
 
     def __init__(self, cpu, threshold: int = DEFAULT_THRESHOLD, sync: bool = False,
-                 max_blocks: int = 50_000, verbose: bool = True):
+                 max_blocks: int = 50_000, verbose: bool = True, cache: bool | None = None):
+        """``cache``: keep translations on disk between runs (:mod:`.jitcache`); default:
+        on unless ``PYV86_JIT_CACHE=0``, and off in ``sync`` mode (tests compare tiers)."""
         self.cpu = cpu
         self.threshold = max(1, int(threshold))
         self.sync = sync
@@ -160,9 +164,20 @@ class JitRuntime:
         self._flush_gens = 0
         self._banked = [0, 0]       # blocks entered / instructions before the last state reset
         self._announced = False
+        if cache is None:
+            from .jitcache import enabled_from_env
+            cache = enabled_from_env() and not sync
+        self.tcache = None
+        if cache:
+            from .jitcache import TranslationCache
+            self.tcache = TranslationCache()
+        # with the disk cache, a block is looked up there once it is lukewarm (installing a
+        # cached translation costs little) and compiled only once it is hot
+        self.probe_threshold = min(self.threshold, PROBE_THRESHOLD) if self.tcache else self.threshold
+        self._probed: set[tuple[int, int, bool]] = set()
         self.stats = {"requests": 0, "translated": 0, "untranslatable": 0, "installed": 0,
                       "stale": 0, "skipped_pages": 0, "flushes": 0, "batches": 0, "compile_s": 0.0,
-                      "host_invalidations": 0, "errors": 0, "deferred": 0}
+                      "host_invalidations": 0, "errors": 0, "deferred": 0, "cache_hits": 0}
         self.attach()
 
     # ------------------------------------------------------------------ wiring
@@ -174,7 +189,7 @@ class JitRuntime:
         st["jit_req"] = self.req.ctypes.data
         st["jit_code_pages"] = self.code_pages.ctypes.data
         st["jit_page_gen"] = self.page_gen.ctypes.data
-        st["jit_threshold"] = self.threshold
+        st["jit_threshold"] = self.probe_threshold
         st["jit_req_cap"] = S.JIT_REQ_CAP
         st["jit_sync"] = 1 if self.sync else 0
         st["jit_nreq"] = 0
@@ -196,6 +211,9 @@ class JitRuntime:
         self.cpu.state["jit_nreq"] = 0
         self._engines = []
         self._backlog = []
+        if self.tcache is not None:
+            self.tcache.unload()
+        self._probed.clear()
         self.stats["flushes"] += 1
 
     # ------------------------------------------------------------------ per slice
@@ -205,6 +223,10 @@ class JitRuntime:
         if self._inflight:
             self._collect(block=False)
         jobs = self._take_requests() if self.cpu.state["jit_nreq"] else []
+        if jobs and self.tcache is not None:
+            jobs = [j for j in jobs if not self._install_cached(j)]
+            if self.probe_threshold < self.threshold:
+                jobs = self._hot_only(jobs)
         if jobs:
             if self.sync:
                 t0 = time.perf_counter()
@@ -221,6 +243,21 @@ class JitRuntime:
                 self._enqueue(jobs)
         if self._backlog and len(self._inflight) < 2:
             self._submit(self._hottest())
+
+    def _hot_only(self, jobs: list[_Job]) -> list[_Job]:
+        """Of the blocks the cache did not have, those asked for the second time (they have
+        now been hit ``threshold`` times); the others count on from the probe threshold (the
+        counter wraps round to it after ``threshold - probe_threshold`` more hits)."""
+        hot = []
+        for job in jobs:
+            k = (job.eip, job.phys, job.code32)
+            if k in self._probed:
+                self._probed.discard(k)
+                hot.append(job)
+            else:
+                self._probed.add(k)
+                self.hot[job.slot] = (1 << 32) - (self.threshold - self.probe_threshold)
+        return hot
 
     def _enqueue(self, jobs: list[_Job]) -> None:
         """Queue requests for the compile process; past :data:`MAX_BACKLOG` the coldest wait
@@ -268,9 +305,10 @@ class JitRuntime:
             if not insns:
                 self.stats["untranslatable"] += 1
                 continue
-            jobs.append(_Job(eip, phys, bool(code32), slot, int(self.page_gen[page]), code))
             # the 64-byte lines the block reads: only writes to them make it stale
             size = insns[-1].offset + insns[-1].length
+            key = self.tcache.key(eip, bool(code32), code[:size]) if self.tcache else None
+            jobs.append(_Job(eip, phys, bool(code32), slot, int(self.page_gen[page]), code, key))
             lo, hi = (phys & 0xFFF) >> 6, ((phys & 0xFFF) + size - 1) >> 6
             if not self.code_pages[page]:
                 pages.append(page)
@@ -352,21 +390,35 @@ class JitRuntime:
         ee = load_object(obj) if obj else None
         if ee is not None:
             self._engines.append(ee)
+            if self.tcache is not None:
+                self.tcache.store(obj, [(j.key, r[0], r[1]) for j, r in zip(jobs, out) if r], ee)
         for job, res in zip(jobs, out):
             if res is None:
                 self.stats["untranslatable"] += 1
                 continue
             self.stats["translated"] += 1
             name, ninsn = res
-            page = job.phys >> 12
-            if self.page_gen[page] != job.gen or not self.code_pages[page]:
-                self.stats["stale"] += 1
-                continue
-            ent = self.table[job.slot]
-            ent["eip"], ent["phys"], ent["mode"] = job.eip, job.phys, int(job.code32)
-            ent["gen"], ent["ninsn"], ent["fn"] = job.gen, ninsn, ee.get_function_address(name)
-            self.hot[job.slot] = 0
-            self.stats["installed"] += 1
+            self._install(job, ee.get_function_address(name), ninsn)
+
+    def _install_cached(self, job: _Job) -> bool:
+        """Install a translation of ``job`` from the disk cache, if it holds one."""
+        hit = self.tcache.lookup(job.key)
+        if hit is None:
+            return False
+        self.stats["cache_hits"] += 1
+        self._install(job, *hit)
+        return True
+
+    def _install(self, job: _Job, fn: int, ninsn: int) -> None:
+        page = job.phys >> 12
+        if self.page_gen[page] != job.gen or not self.code_pages[page]:
+            self.stats["stale"] += 1
+            return
+        ent = self.table[job.slot]
+        ent["eip"], ent["phys"], ent["mode"] = job.eip, job.phys, int(job.code32)
+        ent["gen"], ent["ninsn"], ent["fn"] = job.gen, ninsn, fn
+        self.hot[job.slot] = 0
+        self.stats["installed"] += 1
         if self.stats["installed"] > self.max_blocks * (self.stats["flushes"] + 1):
             log.info("pyv86 JIT: code cache full (%d blocks); starting over", self.max_blocks)
             self.flush()

@@ -1,0 +1,133 @@
+"""The block JIT's translation cache on disk: object code of translated blocks kept between
+runs, so a guest's hot code is translated once per install, not once per start.
+
+A translation depends only on the translator and on what it was made from: the block's
+guest bytes, its EIP and its code size (16/32-bit). So a block is stored under
+``sha256(translator version, EIP, code size, bytes)``; the translator version hashes the
+interpreter's sources (``build.cache_key``), the translator's own sources and the code
+generation level. Nothing about the guest's physical memory is in the key: the runtime
+checks the bytes in guest RAM when a block becomes hot, exactly as for a fresh
+translation, and watches them afterwards.
+
+Layout, under ``pyv86.paths.cache_dir('jit', VERSION)`` (``~/.cache/pyv86/jit/...``; honours
+``PYV86_CACHE_DIR``): ``<sha of object>.o`` per compiled batch and ``<key>.e`` per block
+(``object name, symbol, instruction count``). Files are written under a temporary name and
+renamed, so several emulator processes can share the cache. Past :data:`MAX_BYTES` of
+object code nothing more is stored (delete the directory to start over). ``PYV86_JIT_CACHE=0`` turns the cache off.
+
+Object code from the cache is linked into this process with MCJIT like a fresh batch; a
+file that cannot be read or linked is ignored (and the block is compiled again).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+MAX_BYTES = 256 << 20        # object code kept at most (then nothing more is stored)
+TRANSLATOR_SOURCES = ("jit.py", "blockdecode.py", "jitabi.py", "jitcache.py")
+
+
+def enabled_from_env() -> bool:
+    return os.environ.get("PYV86_JIT_CACHE", "1").strip().lower() not in ("0", "off", "no", "false")
+
+
+def translator_version() -> str:
+    from . import build
+    h = hashlib.sha256(build.cache_key().encode())
+    here = Path(__file__).parent
+    for name in TRANSLATOR_SOURCES:
+        h.update(name.encode() + b"\0" + (here / name).read_bytes())
+    h.update(os.environ.get("PYV86_JIT_CODEGEN_OPT", "1").encode())
+    return h.hexdigest()[:24]
+
+
+class TranslationCache:
+    """Lookup and store of translated blocks (one per JIT runtime; loaded objects are kept
+    alive here for as long as their code may run)."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        if root is None:
+            from pyv86 import paths
+            root = paths.cache_dir("jit", translator_version())
+        self.root = root
+        self._engines: dict[str, object] = {}     # object name -> MCJIT engine (None: unusable)
+        self._full = False
+        self._bytes: int | None = None            # object code in the cache (summed once)
+        self.stats = {"hits": 0, "misses": 0, "stored": 0, "errors": 0}
+
+    @staticmethod
+    def key(eip: int, code32: bool, code: bytes) -> str:
+        h = hashlib.sha256(b"%d:%d:" % (eip, int(code32)))
+        h.update(code)
+        return h.hexdigest()[:40]
+
+    def lookup(self, key: str) -> tuple[int, int] | None:
+        """(function address, instruction count) of a cached translation, else None."""
+        try:
+            text = (self.root / f"{key}.e").read_text()
+        except OSError:
+            self.stats["misses"] += 1
+            return None
+        try:
+            obj_name, symbol, ninsn = text.split()
+            ee = self._engine(obj_name)
+            addr = ee.get_function_address(symbol) if ee is not None else 0
+        except Exception as exc:  # noqa: BLE001 - a damaged entry: translate again
+            log.debug("pyv86 JIT cache: entry %s unusable (%s)", key, exc)
+            addr = 0
+        if not addr:
+            self.stats["errors"] += 1
+            return None
+        self.stats["hits"] += 1
+        return addr, int(ninsn)
+
+    def unload(self) -> None:
+        """Forget the linked objects (the runtime dropped every translation)."""
+        self._engines.clear()
+
+    def _engine(self, obj_name: str):
+        if obj_name not in self._engines:
+            from .jit import load_object
+            try:
+                self._engines[obj_name] = load_object((self.root / obj_name).read_bytes())
+            except Exception as exc:  # noqa: BLE001 - unreadable or not linkable
+                log.debug("pyv86 JIT cache: object %s unusable (%s)", obj_name, exc)
+                self._engines[obj_name] = None
+        return self._engines[obj_name]
+
+    def store(self, obj: bytes, entries: list[tuple[str, str, int]], engine=None) -> None:
+        """Keep a compiled batch: ``entries`` are ``(key, symbol, instruction count)``;
+        ``engine`` is the batch already linked in this process (reused for lookups)."""
+        if self._full or not entries:
+            return
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            if self._bytes is None:
+                self._bytes = sum(p.stat().st_size for p in self.root.glob("*.o"))
+            if self._bytes + len(obj) > MAX_BYTES:
+                self._full = True
+                log.info("pyv86 JIT cache: %s is full (%d MiB); storing no more", self.root,
+                         MAX_BYTES >> 20)
+                return
+            obj_name = hashlib.sha256(obj).hexdigest()[:32] + ".o"
+            _write_atomic(self.root / obj_name, obj)
+            self._bytes += len(obj)
+            if engine is not None:
+                self._engines.setdefault(obj_name, engine)
+            for key, symbol, ninsn in entries:
+                _write_atomic(self.root / f"{key}.e", f"{obj_name} {symbol} {ninsn}\n".encode())
+            self.stats["stored"] += len(entries)
+        except OSError as exc:
+            self._full = True
+            log.warning("pyv86 JIT cache: cannot write to %s (%s); translations are not kept",
+                        self.root, exc)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
