@@ -8,9 +8,6 @@ the server and a relay guest.
 """
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -21,21 +18,14 @@ from e2e_netns import Lan
 
 pytestmark = [pytest.mark.linux, pytest.mark.timeout(1500)]  # the first one may boot (~5 min)
 
-PYV86 = str(Path(sys.executable).with_name("pyv86"))
-
 
 @pytest.fixture
 def relay_lan(tmp_path: Path) -> Iterator[tuple[Lan, str]]:
-    lan = Lan(tmp_path)
-    try:
-        relay = lan.popen(PYV86, "relay", "serve", "--port", "0", "--tap", "e2eup", "--bridge", lan.bridge,
-                          stderr=subprocess.PIPE)
-        line = relay.stderr.readline() if relay.stderr else ""
-        found = re.search(r"serving (ws://127\.0\.0\.1:\d+/) with uplink tap:", line)
-        assert found, f"pyv86 relay serve did not start: {line!r}"
-        yield lan, found.group(1)
-    finally:
-        lan.close()
+    """The LAN with ``pyv86 relay serve`` on the namespace's 127.0.0.1, uplinked to the bridge."""
+    with Lan(tmp_path) as lan:
+        relay = lan.start_relay("e2eup")
+        assert "with uplink tap:" in relay.announce, f"relay without its TAP uplink: {relay.announce!r}"
+        yield lan, relay.url
 
 
 def test_two_guests_through_the_relay_and_one_on_tap(guests: Any, relay_lan: tuple[Lan, str]) -> None:

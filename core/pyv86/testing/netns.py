@@ -37,7 +37,7 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Self, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +270,7 @@ class Netns:
             self._created = False
             log.debug("netns %s: deleted", self.name)
 
-    def __enter__(self) -> Netns:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -282,7 +282,7 @@ class Netns:
 
 class Namespaces:
     """A test's namespaces and interface names, unique through one random tag; :meth:`cleanup`
-    removes every namespace made or adopted here."""
+    (or leaving a ``with`` block) removes every namespace made or adopted here."""
 
     def __init__(self) -> None:
         self.tag = uuid.uuid4().hex[:6]
@@ -324,6 +324,12 @@ class Namespaces:
     def cleanup(self) -> None:
         for ns in reversed(list(self.spaces.values())):
             ns.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
 
 
 # -- a LAN: bridge + dnsmasq (+ relay) --------------------------------------------------------

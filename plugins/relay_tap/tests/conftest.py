@@ -7,16 +7,16 @@ from typing import Iterator
 
 import pytest
 
+from pyv86.testing.netns import Namespaces, require_netns
+
 sys.path.insert(0, str(Path(__file__).parent))
 
-from taphelp import Namespaces, require_netns  # noqa: E402
+from taphelp import WHO  # noqa: E402
 
 
 @pytest.fixture
 def netns() -> Iterator[Namespaces]:
-    require_netns()
-    spaces = Namespaces()
-    try:
+    """A test's namespaces (:class:`pyv86.testing.netns.Namespaces`), removed afterwards."""
+    require_netns(WHO)
+    with Namespaces() as spaces:
         yield spaces
-    finally:
-        spaces.cleanup()

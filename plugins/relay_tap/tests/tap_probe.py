@@ -21,7 +21,7 @@ def main() -> int:
     backend = TapBackend(url, DirectMachine())
     got = Collector()
     backend.set_receiver(got)
-    request = arp_request(mac(1), "10.77.0.1", target)
+    request = arp_request(mac(1), "10.77.0.1", target, padded=True)
     try:
         reply = got.wait(lambda f: parse_arp_reply(f, target), 10, resend=lambda: backend.send(request))
         print(json.dumps({"ifname": backend.ifname, "bridge": bridge_of(backend.ifname),

@@ -1,67 +1,43 @@
-"""Test helpers for the TAP backend: throw-away namespaces and ARP/ICMP frames."""
+"""Test helpers for the TAP backend: ARP/ICMP exchanges with a peer, a frame collector and a
+stand-in machine. Namespaces come from :mod:`pyv86.testing.netns`, frames from
+:mod:`pyv86.testing.frames`."""
 from __future__ import annotations
 
-import os
 import queue
-import shutil
-import struct
-import subprocess
 import time
-import uuid
 from typing import Callable
 
-import pytest
+from pyv86.testing.frames import (BROADCAST, ETH_ARP, ETH_IP, ICMP_ECHO_REPLY, PROTO_ICMP, arp_request,
+                                  ethernet, icmp_echo, ipv4, mac, parse_arp, parse_eth,
+                                  parse_icmp_echo, parse_ipv4)
 
+WHO = "relay_tap tests"
+BCAST = BROADCAST
 
-def mac(i: int) -> bytes:
-    return bytes((0x02, 0x00, 0x00, 0x00, (i >> 8) & 0xFF, i & 0xFF))
-
-
-BCAST = b"\xff" * 6
-
-
-def ip4(text: str) -> bytes:
-    return bytes(int(x) for x in text.split("."))
-
-
-def checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
-def arp_request(src_mac: bytes, src_ip: str, dst_ip: str) -> bytes:
-    body = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + src_mac + ip4(src_ip) + bytes(6) + ip4(dst_ip)
-    return BCAST + src_mac + b"\x08\x06" + body + bytes(18)
+__all__ = ["BCAST", "WHO", "Collector", "DirectMachine", "arp_request", "echo_request", "is_echo_reply",
+           "mac", "parse_arp_reply"]
 
 
 def parse_arp_reply(frame: bytes, asked_ip: str) -> bytes | None:
     """The MAC in an ARP reply for ``asked_ip``, else None."""
-    if len(frame) < 42 or frame[12:14] != b"\x08\x06":
+    if len(frame) < 42 or parse_eth(frame).type != ETH_ARP:
         return None
-    if struct.unpack("!H", frame[20:22])[0] != 2 or frame[28:32] != ip4(asked_ip):
-        return None
-    return frame[22:28]
+    arp = parse_arp(frame[14:])
+    return arp.sender_mac if arp.op == 2 and arp.sender_ip == asked_ip else None
 
 
-def icmp_echo(src_mac: bytes, dst_mac: bytes, src_ip: str, dst_ip: str, ident: int, seq: int,
-              payload: bytes) -> bytes:
-    icmp = struct.pack("!BBHHH", 8, 0, 0, ident, seq) + payload
-    icmp = icmp[:2] + struct.pack("!H", checksum(icmp)) + icmp[4:]
-    hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 1, 0x4000, 64, 1, 0, ip4(src_ip), ip4(dst_ip))
-    hdr = hdr[:10] + struct.pack("!H", checksum(hdr)) + hdr[12:]
-    return dst_mac + src_mac + b"\x08\x00" + hdr + icmp
+def echo_request(src_mac: bytes, dst_mac: bytes, src_ip: str, dst_ip: str, ident: int, seq: int,
+                 payload: bytes) -> bytes:
+    """An ICMP echo request in an Ethernet frame."""
+    return ethernet(dst_mac, src_mac, ETH_IP, ipv4(src_ip, dst_ip, PROTO_ICMP, icmp_echo(ident, seq, payload)))
 
 
 def is_echo_reply(frame: bytes, ident: int, seq: int, payload: bytes) -> bool:
-    if len(frame) < 42 or frame[12:14] != b"\x08\x00" or frame[23] != 1:
+    if len(frame) < 42 or parse_eth(frame).type != ETH_IP:
         return False
-    ihl = (frame[14] & 0x0F) * 4
-    icmp = frame[14 + ihl:]
-    return icmp[0] == 0 and struct.unpack("!HH", icmp[4:8]) == (ident, seq) and icmp[8:8 + len(payload)] == payload
+    ip = parse_ipv4(frame[14:])
+    echo = parse_icmp_echo(ip.payload) if ip is not None and ip.proto == PROTO_ICMP else None
+    return echo is not None and echo[:3] == (ICMP_ECHO_REPLY, ident, seq) and echo[3][:len(payload)] == payload
 
 
 class Collector:
@@ -97,44 +73,3 @@ class DirectMachine:
 
     def call_soon_threadsafe(self, fn: Callable[[], None]) -> None:
         fn()
-
-
-def require_netns() -> None:
-    if os.geteuid() != 0:
-        pytest.fail("this test creates network namespaces and TAP devices: run it as root")
-    if shutil.which("ip") is None:
-        pytest.fail("this test needs iproute2 (`ip`): apt-get install iproute2")
-
-
-def sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(list(cmd), capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()}")
-    return proc
-
-
-class Namespaces:
-    """Uniquely named namespaces and interface names; everything removed on cleanup."""
-
-    def __init__(self) -> None:
-        self.tag = uuid.uuid4().hex[:6]
-        self.names: list[str] = []
-
-    def ifname(self, base: str) -> str:
-        name = f"{base}{self.tag}"
-        assert len(name) < 16
-        return name
-
-    def add(self, base: str) -> str:
-        name = f"p7{base}-{self.tag}"
-        sh("ip", "netns", "add", name)
-        self.names.append(name)
-        sh("ip", "-n", name, "link", "set", "lo", "up")
-        return name
-
-    def ip(self, ns: str, *args: str) -> None:
-        sh("ip", "-n", ns, *args)
-
-    def cleanup(self) -> None:
-        for name in self.names:
-            sh("ip", "netns", "del", name, check=False)

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from pyv86.testing.netns import sh
 from pyv86_relay_tap.ifctl import TapError
 from pyv86_relay_tap.tap import TapBackend, parse_tap_url
-from taphelp import (BCAST, Collector, DirectMachine, arp_request, icmp_echo, is_echo_reply, mac,
-                     parse_arp_reply, sh)
+from taphelp import (BCAST, Collector, DirectMachine, arp_request, echo_request, is_echo_reply, mac,
+                     parse_arp_reply)
 
 HERE = Path(__file__).parent
 
@@ -64,11 +65,11 @@ def test_frames_flow_between_the_tap_and_a_veth_peer_in_another_namespace(netns)
         netns.ip(a, "link", "set", br, "up")
         netns.ip(b, "addr", "add", "10.77.0.2/24", "dev", vb)
         netns.ip(b, "link", "set", vb, "up")
-        request = arp_request(mac(1), "10.77.0.1", "10.77.0.2")
+        request = arp_request(mac(1), "10.77.0.1", "10.77.0.2", padded=True)
         reply = got.wait(lambda f: parse_arp_reply(f, "10.77.0.2"), resend=lambda: backend.send(request))
         peer_mac = reply[22:28]
         assert reply[:6] == mac(1)
-        ping = icmp_echo(mac(1), peer_mac, "10.77.0.1", "10.77.0.2", 0x77, 1, b"pyv86 tap test")
+        ping = echo_request(mac(1), peer_mac, "10.77.0.1", "10.77.0.2", 0x77, 1, b"pyv86 tap test")
         got.wait(lambda f: is_echo_reply(f, 0x77, 1, b"pyv86 tap test"), resend=lambda: backend.send(ping))
         stats = backend.stats
         assert stats["tx_frames"] >= 2 and stats["rx_frames"] >= 2 and stats["tx_errors"] == 0

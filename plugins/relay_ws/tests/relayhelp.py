@@ -1,5 +1,6 @@
-"""Test helpers: a raw WebSocket client that can also misbehave, frame builders, DHCP frames,
-and the relay's DHCP LAN (built on :mod:`pyv86.testing.netns`, which owns the namespaces)."""
+"""Test helpers: a raw WebSocket client that can also misbehave, DHCP exchanges at frame level
+and the relay's DHCP LAN. Frames come from :mod:`pyv86.testing.frames`, namespaces from
+:mod:`pyv86.testing.netns`."""
 from __future__ import annotations
 
 import base64
@@ -13,23 +14,20 @@ from typing import Any
 
 import pytest
 
+from pyv86.testing import frames
 from pyv86.testing import netns as _netns
+from pyv86.testing.frames import mac  # noqa: F401 - re-exported: the relay tests build MACs with it
 from pyv86.testing.netns import Lan, Namespaces
 
 WHO = "relay_ws tests"
 
 
-def mac(i: int) -> bytes:
-    return bytes((0x02, 0x00, 0x00, 0x00, (i >> 8) & 0xFF, i & 0xFF))
-
-
-BCAST = b"\xff" * 6
+BCAST = frames.BROADCAST
 
 
 def eth(dst: bytes, src: bytes, ethertype: int = 0x88B5, payload: bytes = b"") -> bytes:
     """An Ethernet frame; ``payload`` is padded to the 60-byte minimum."""
-    frame = dst + src + struct.pack("!H", ethertype) + payload
-    return frame + bytes(max(0, 60 - len(frame)))
+    return frames.ethernet(dst, src, ethertype, payload, padded=True)
 
 
 class RawClient:
@@ -209,54 +207,24 @@ def require_netns() -> None:
     _netns.require_netns(WHO)
 
 
-# -- DHCP at frame level ---------------------------------------------------------------------
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
+# -- DHCP at frame level (built and parsed by pyv86.testing.frames) ----------------------------
 def dhcp_frame(client_mac: bytes, xid: int, msg_type: int, extra: dict[int, bytes] | None = None) -> bytes:
-    """A DHCP client message (DISCOVER=1, REQUEST=3) broadcast from ``client_mac``."""
-    options = bytes((53, 1, msg_type))
-    for code, value in (extra or {}).items():
-        options += bytes((code, len(value))) + value
-    options += bytes((55, 3, 1, 3, 6, 255))
-    bootp = (struct.pack("!BBBBIHH", 1, 1, 6, 0, xid, 0, 0x8000) + bytes(16) + client_mac + bytes(10)
-             + bytes(64 + 128) + b"\x63\x82\x53\x63" + options)
-    udp = struct.pack("!HHHH", 68, 67, 8 + len(bootp), 0) + bootp
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0x10, 20 + len(udp), 0, 0, 64, 17, 0, bytes(4), b"\xff" * 4)
-    ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
-    return BCAST + client_mac + b"\x08\x00" + ip + udp
+    """A DHCP client message (DISCOVER=1, REQUEST=3) broadcast from ``client_mac``, with the
+    options in ``extra`` and a parameter request for mask, router and DNS."""
+    options = b"".join(bytes((code, len(value))) + value for code, value in (extra or {}).items())
+    return frames.dhcp_message(client_mac, xid, msg_type, options + bytes((55, 3, 1, 3, 6)))
 
 
 def parse_dhcp_reply(frame: bytes, xid: int) -> dict[str, object] | None:
     """``{"type": n, "yiaddr": "a.b.c.d", "server": "a.b.c.d"}`` for a server reply to ``xid``."""
-    if len(frame) < 14 + 20 + 8 + 240 or frame[12:14] != b"\x08\x00" or frame[23] != 17:
+    dhcp = frames.dhcp_from_server(frame)
+    if dhcp is None or dhcp.op != 2 or dhcp.xid != xid:
         return None
-    ihl = (frame[14] & 0x0F) * 4
-    udp = frame[14 + ihl:]
-    if struct.unpack("!H", udp[2:4])[0] != 68:
-        return None
-    bootp = udp[8:]
-    if bootp[0] != 2 or struct.unpack("!I", bootp[4:8])[0] != xid or bootp[236:240] != b"\x63\x82\x53\x63":
-        return None
-    out: dict[str, object] = {"yiaddr": ".".join(map(str, bootp[16:20]))}
-    i = 240
-    while i < len(bootp) and bootp[i] != 255:
-        if bootp[i] == 0:
-            i += 1
-            continue
-        code, n = bootp[i], bootp[i + 1]
-        value = bootp[i + 2:i + 2 + n]
-        if code == 53:
-            out["type"] = value[0]
-        elif code == 54:
-            out["server"] = ".".join(map(str, value))
-        i += 2 + n
+    out: dict[str, object] = {"yiaddr": dhcp.yiaddr}
+    if 53 in dhcp.options:
+        out["type"] = dhcp.options[53][0]
+    if 54 in dhcp.options:
+        out["server"] = ".".join(map(str, dhcp.options[54]))
     return out
 
 
