@@ -39,6 +39,8 @@ from typing import Any, Callable
 
 import attrs
 
+from pyv86.testing.frames import checksum
+
 CLONE_NEWNET = 0x40000000
 GUEST_MAC = bytes.fromhex("525400beef01")
 GUEST_IP = socket.inet_aton("10.0.2.15")
@@ -94,15 +96,6 @@ def serve(listener: socket.socket, payload: bytes, count: int) -> None:
 
 
 # -- the frame-level downloader ---------------------------------------------------------------
-def _csum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
 class Downloader:
     """One TCP connection to GATEWAY:PORT, acknowledging everything in order (machine thread)."""
 
@@ -121,9 +114,9 @@ class Downloader:
         tcp = struct.pack("!HHIIBBHHH", self.sport, PORT, self.seq, self.ack, off << 4, flags,
                           0xFFFF, 0, 0) + options
         pseudo = GUEST_IP + GATEWAY_IP + struct.pack("!BBH", 0, 6, len(tcp))
-        tcp = tcp[:16] + struct.pack("!H", _csum(pseudo + tcp)) + tcp[18:]
+        tcp = tcp[:16] + struct.pack("!H", checksum(pseudo + tcp)) + tcp[18:]
         iph = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0x4000, 64, 6, 0, GUEST_IP, GATEWAY_IP)
-        iph = iph[:10] + struct.pack("!H", _csum(iph)) + iph[12:]
+        iph = iph[:10] + struct.pack("!H", checksum(iph)) + iph[12:]
         self.backend.send(self.gw_mac + GUEST_MAC + b"\x08\x00" + iph + tcp)
 
     def start(self) -> None:
