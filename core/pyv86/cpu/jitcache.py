@@ -2,17 +2,19 @@
 runs, so a guest's hot code is translated once per install, not once per start.
 
 A translation depends only on the translator and on what it was made from: the block's
-guest bytes, its EIP and its code size (16/32-bit). So a block is stored under
-``sha256(translator version, EIP, code size, bytes)``; the translator version hashes the
-interpreter's sources (``build.cache_key``), the translator's own sources and the code
-generation level. Nothing about the guest's physical memory is in the key: the runtime
+guest bytes, its EIP and its code size (16/32-bit). The translator version (a hash of the
+interpreter's sources, ``build.cache_key``, the translator's own sources and the code
+generation level) names the directory; a block's entry is named by a hash of its EIP, code
+size and first bytes (so it can be looked up before the block is decoded) and holds the
+block's length and a hash of all its bytes, which must match. Nothing about the guest's physical memory is in the key: the runtime
 checks the bytes in guest RAM when a block becomes hot, exactly as for a fresh
 translation, and watches them afterwards.
 
 Layout, under ``pyv86.paths.cache_dir('jit', VERSION)`` (``~/.cache/pyv86/jit/...``; honours
 ``PYV86_CACHE_DIR``): ``<sha of object>.o`` per compiled batch and ``<key>.e`` per block
-(``object name, symbol, instruction count``). Files are written under a temporary name and
-renamed, so several emulator processes can share the cache. Past :data:`MAX_BYTES` of
+(``object name, symbol, instruction count, length, hash of the bytes``). Files are written under a temporary name and
+renamed, so several emulator processes can share the cache (each lists the entries once, when
+it first looks, and sees its own later additions). Past :data:`MAX_BYTES` of
 object code nothing more is stored (delete the directory to start over). ``PYV86_JIT_CACHE=0`` turns the cache off.
 
 Object code from the cache is linked into this process with MCJIT like a fresh batch; a
@@ -27,6 +29,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+KEY_BYTES = 16               # leading bytes of a block in its entry's name
 MAX_BYTES = 256 << 20        # object code kept at most (then nothing more is stored)
 TRANSLATOR_SOURCES = ("jit.py", "blockdecode.py", "jitabi.py", "jitcache.py")
 
@@ -57,33 +60,48 @@ class TranslationCache:
         self._engines: dict[str, object] = {}     # object name -> MCJIT engine (None: unusable)
         self._full = False
         self._bytes: int | None = None            # object code in the cache (summed once)
+        self._entries: set[str] | None = None     # entry names on disk (listed once)
         self.stats = {"hits": 0, "misses": 0, "stored": 0, "errors": 0}
 
     @staticmethod
     def key(eip: int, code32: bool, code: bytes) -> str:
-        h = hashlib.sha256(b"%d:%d:" % (eip, int(code32)))
-        h.update(code)
-        return h.hexdigest()[:40]
+        """The entry name for a block at ``eip`` whose bytes start ``code``: computed before
+        the block is decoded (its length is unknown), from its first bytes; the entry then
+        holds the length and a hash of all the block's bytes."""
+        return _digest(b"%d:%d:" % (eip, int(code32)) + code[:KEY_BYTES])
 
-    def lookup(self, key: str) -> tuple[int, int] | None:
-        """(function address, instruction count) of a cached translation, else None."""
-        try:
-            text = (self.root / f"{key}.e").read_text()
-        except OSError:
+    def lookup(self, key: str, code: bytes) -> tuple[int, int, int] | None:
+        """(function address, instruction count, length in bytes) of a cached translation of
+        the block at the start of ``code``, else None."""
+        if self._entries is None:       # listed once: a miss then costs no system call
+            try:
+                self._entries = {n[:-2] for n in os.listdir(self.root) if n.endswith(".e")}
+            except OSError:
+                self._entries = set()
+        if key not in self._entries:
             self.stats["misses"] += 1
             return None
         try:
-            obj_name, symbol, ninsn = text.split()
+            with open(os.path.join(self.root, key + ".e")) as f:
+                text = f.read()
+        except OSError:
+            self.stats["misses"] += 1
+            return None
+        addr = 0
+        try:
+            obj_name, symbol, ninsn, size, digest = text.split()
+            if _digest(code[:int(size)]) != digest or int(size) > len(code):
+                self.stats["misses"] += 1       # other bytes after the first ones
+                return None
             ee = self._engine(obj_name)
             addr = ee.get_function_address(symbol) if ee is not None else 0
         except Exception as exc:  # noqa: BLE001 - a damaged entry: translate again
             log.debug("pyv86 JIT cache: entry %s unusable (%s)", key, exc)
-            addr = 0
         if not addr:
             self.stats["errors"] += 1
             return None
         self.stats["hits"] += 1
-        return addr, int(ninsn)
+        return addr, int(ninsn), int(size)
 
     def unload(self) -> None:
         """Forget the linked objects (the runtime dropped every translation)."""
@@ -99,9 +117,9 @@ class TranslationCache:
                 self._engines[obj_name] = None
         return self._engines[obj_name]
 
-    def store(self, obj: bytes, entries: list[tuple[str, str, int]], engine=None) -> None:
-        """Keep a compiled batch: ``entries`` are ``(key, symbol, instruction count)``;
-        ``engine`` is the batch already linked in this process (reused for lookups)."""
+    def store(self, obj: bytes, entries: list[tuple[str, str, int, bytes]], engine=None) -> None:
+        """Keep a compiled batch: ``entries`` are ``(key, symbol, instruction count, the
+        block's bytes)``; ``engine`` is the batch already linked in this process."""
         if self._full or not entries:
             return
         try:
@@ -118,13 +136,20 @@ class TranslationCache:
             self._bytes += len(obj)
             if engine is not None:
                 self._engines.setdefault(obj_name, engine)
-            for key, symbol, ninsn in entries:
-                _write_atomic(self.root / f"{key}.e", f"{obj_name} {symbol} {ninsn}\n".encode())
+            for key, symbol, ninsn, code in entries:
+                line = f"{obj_name} {symbol} {ninsn} {len(code)} {_digest(code)}\n"
+                _write_atomic(self.root / f"{key}.e", line.encode())
+                if self._entries is not None:
+                    self._entries.add(key)
             self.stats["stored"] += len(entries)
         except OSError as exc:
             self._full = True
             log.warning("pyv86 JIT cache: cannot write to %s (%s); translations are not kept",
                         self.root, exc)
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:40]
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

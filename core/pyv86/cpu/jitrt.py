@@ -61,11 +61,12 @@ def settings_from_env() -> dict:
 
 
 class _Job:
-    __slots__ = ("eip", "phys", "code32", "slot", "gen", "code", "key")
+    __slots__ = ("eip", "phys", "code32", "slot", "gen", "code", "key", "size")
 
     def __init__(self, eip, phys, code32, slot, gen, code, key):
         self.eip, self.phys, self.code32, self.slot, self.gen, self.code = eip, phys, code32, slot, gen, code
         self.key = key
+        self.size = 0
 
 
 class _CompileProcess:
@@ -223,10 +224,6 @@ class JitRuntime:
         if self._inflight:
             self._collect(block=False)
         jobs = self._take_requests() if self.cpu.state["jit_nreq"] else []
-        if jobs and self.tcache is not None:
-            jobs = [j for j in jobs if not self._install_cached(j)]
-            if self.probe_threshold < self.threshold:
-                jobs = self._hot_only(jobs)
         if jobs:
             if self.sync:
                 t0 = time.perf_counter()
@@ -243,21 +240,6 @@ class JitRuntime:
                 self._enqueue(jobs)
         if self._backlog and len(self._inflight) < 2:
             self._submit(self._hottest())
-
-    def _hot_only(self, jobs: list[_Job]) -> list[_Job]:
-        """Of the blocks the cache did not have, those asked for the second time (they have
-        now been hit ``threshold`` times); the others count on from the probe threshold (the
-        counter wraps round to it after ``threshold - probe_threshold`` more hits)."""
-        hot = []
-        for job in jobs:
-            k = (job.eip, job.phys, job.code32)
-            if k in self._probed:
-                self._probed.discard(k)
-                hot.append(job)
-            else:
-                self._probed.add(k)
-                self.hot[job.slot] = (1 << 32) - (self.threshold - self.probe_threshold)
-        return hot
 
     def _enqueue(self, jobs: list[_Job]) -> None:
         """Queue requests for the compile process; past :data:`MAX_BACKLOG` the coldest wait
@@ -283,6 +265,8 @@ class JitRuntime:
         return batch
 
     def _take_requests(self) -> list[_Job]:
+        """The requests of the last slice: translations from the disk cache are installed at
+        once; blocks to compile are decoded (their 64-byte lines marked) and returned."""
         st = self.cpu.state
         n = int(st["jit_nreq"])
         st["jit_nreq"] = 0
@@ -290,7 +274,8 @@ class JitRuntime:
         ram = self.cpu.memory.ram
         from .blockdecode import decode_block
         from .jit import MAX_BLOCK_INSNS
-        jobs, pages = [], []
+        jobs, pages, cached = [], [], []
+        tcache = self.tcache
         for eip, phys, code32, slot in reqs:
             self.stats["requests"] += 1
             page = phys >> 12
@@ -301,21 +286,57 @@ class JitRuntime:
             # 15 bytes): two batches in flight then fit in the pipe, so sending never blocks
             end = min((page + 1) << 12, phys + 768)
             code = ram[phys:end].tobytes()
-            insns = decode_block(code, 0, eip, bool(code32), MAX_BLOCK_INSNS)
+            job = _Job(eip, phys, bool(code32), slot, int(self.page_gen[page]), code, None)
+            if tcache is not None:
+                job.key = tcache.key(eip, job.code32, code)
+                hit = tcache.lookup(job.key, code)
+                if hit is not None:
+                    fn, ninsn, size = hit
+                    cached.append((job, fn, ninsn))
+                    self._mark_lines(page, phys, size, pages)
+                    continue
+                if not self._hot_enough(job):
+                    continue
+            if not self.sync and len(self._backlog) + len(jobs) >= MAX_BACKLOG:
+                # no room: a new request is the coldest there is (counts only grow), so it
+                # waits without being decoded; its counter restarts 8 thresholds back
+                self.hot[slot] = (1 << 32) - 8 * self.threshold
+                self.stats["deferred"] += 1
+                continue
+            insns = decode_block(code, 0, eip, job.code32, MAX_BLOCK_INSNS)
             if not insns:
                 self.stats["untranslatable"] += 1
                 continue
             # the 64-byte lines the block reads: only writes to them make it stale
-            size = insns[-1].offset + insns[-1].length
-            key = self.tcache.key(eip, bool(code32), code[:size]) if self.tcache else None
-            jobs.append(_Job(eip, phys, bool(code32), slot, int(self.page_gen[page]), code, key))
-            lo, hi = (phys & 0xFFF) >> 6, ((phys & 0xFFF) + size - 1) >> 6
-            if not self.code_pages[page]:
-                pages.append(page)
-            self.code_pages[page] |= np.uint64(((1 << (hi + 1)) - 1) ^ ((1 << lo) - 1))
+            job.size = insns[-1].offset + insns[-1].length
+            jobs.append(job)
+            self._mark_lines(page, phys, job.size, pages)
         if pages:
             self._drop_write_tags(pages)
+        for job, fn, ninsn in cached:
+            self.stats["cache_hits"] += 1
+            self._install(job, fn, ninsn)
         return jobs
+
+    def _mark_lines(self, page: int, phys: int, size: int, new_pages: list[int]) -> None:
+        lo, hi = (phys & 0xFFF) >> 6, ((phys & 0xFFF) + size - 1) >> 6
+        if not self.code_pages[page]:
+            new_pages.append(page)
+        self.code_pages[page] |= np.uint64(((1 << (hi + 1)) - 1) ^ ((1 << lo) - 1))
+
+    def _hot_enough(self, job: _Job) -> bool:
+        """With the cache probed early (at ``probe_threshold`` hits), a block it does not hold
+        is compiled only when asked for again, after ``threshold`` hits in all: until then its
+        counter counts on (it wraps round to the probe threshold after the difference)."""
+        if self.probe_threshold >= self.threshold:
+            return True
+        k = (job.eip, job.phys, job.code32)
+        if k in self._probed:
+            self._probed.discard(k)
+            return True
+        self._probed.add(k)
+        self.hot[job.slot] = (1 << 32) - (self.threshold - self.probe_threshold)
+        return False
 
     def _drop_write_tags(self, pages: list[int]) -> None:
         """TLB write tags that map to the given physical pages: the next write misses the TLB
@@ -391,7 +412,8 @@ class JitRuntime:
         if ee is not None:
             self._engines.append(ee)
             if self.tcache is not None:
-                self.tcache.store(obj, [(j.key, r[0], r[1]) for j, r in zip(jobs, out) if r], ee)
+                self.tcache.store(obj, [(j.key, r[0], r[1], j.code[:j.size])
+                                        for j, r in zip(jobs, out) if r], ee)
         for job, res in zip(jobs, out):
             if res is None:
                 self.stats["untranslatable"] += 1
@@ -399,15 +421,6 @@ class JitRuntime:
             self.stats["translated"] += 1
             name, ninsn = res
             self._install(job, ee.get_function_address(name), ninsn)
-
-    def _install_cached(self, job: _Job) -> bool:
-        """Install a translation of ``job`` from the disk cache, if it holds one."""
-        hit = self.tcache.lookup(job.key)
-        if hit is None:
-            return False
-        self.stats["cache_hits"] += 1
-        self._install(job, *hit)
-        return True
 
     def _install(self, job: _Job, fn: int, ninsn: int) -> None:
         page = job.phys >> 12
