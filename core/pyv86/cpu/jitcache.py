@@ -15,7 +15,8 @@ Layout, under ``pyv86.paths.cache_dir('jit', VERSION)`` (``~/.cache/pyv86/jit/..
 (``object name, symbol, instruction count, length, hash of the bytes``). Files are written under a temporary name and
 renamed, so several emulator processes can share the cache (each lists the entries once, when
 it first looks, and sees its own later additions). Past :data:`MAX_BYTES` of
-object code nothing more is stored (delete the directory to start over). ``PYV86_JIT_CACHE=0`` turns the cache off.
+object code nothing more is stored (delete the directory to start over); the caches of all
+but the three most recently written translator versions are deleted. ``PYV86_JIT_CACHE=0`` turns the cache off.
 
 Object code from the cache is linked into this process with MCJIT like a fresh batch; a
 file that cannot be read or linked is ignored (and the block is compiled again).
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 KEY_BYTES = 16               # leading bytes of a block in its entry's name
 MAX_BYTES = 256 << 20        # object code kept at most (then nothing more is stored)
+KEEP_VERSIONS = 3            # translator versions whose caches are kept
 TRANSLATOR_SOURCES = ("jit.py", "blockdecode.py", "jitabi.py", "jitcache.py")
 
 
@@ -110,11 +112,19 @@ class TranslationCache:
     def _engine(self, obj_name: str):
         if obj_name not in self._engines:
             from .jit import load_object
+            engine = None
             try:
-                self._engines[obj_name] = load_object((self.root / obj_name).read_bytes())
+                obj = (self.root / obj_name).read_bytes()
+                # an object is named by its own hash: a damaged file is never handed to the
+                # linker (which trusts what it links and would crash on garbage)
+                if _object_name(obj) == obj_name:
+                    engine = load_object(obj)
+                else:
+                    log.warning("pyv86 JIT cache: %s is damaged (its content does not match its "
+                                "name); ignored", self.root / obj_name)
             except Exception as exc:  # noqa: BLE001 - unreadable or not linkable
                 log.debug("pyv86 JIT cache: object %s unusable (%s)", obj_name, exc)
-                self._engines[obj_name] = None
+            self._engines[obj_name] = engine
         return self._engines[obj_name]
 
     def store(self, obj: bytes, entries: list[tuple[str, str, int, bytes]], engine=None) -> None:
@@ -123,15 +133,16 @@ class TranslationCache:
         if self._full or not entries:
             return
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
             if self._bytes is None:
+                self.root.mkdir(parents=True, exist_ok=True)
+                _prune_other_versions(self.root)
                 self._bytes = sum(p.stat().st_size for p in self.root.glob("*.o"))
             if self._bytes + len(obj) > MAX_BYTES:
                 self._full = True
                 log.info("pyv86 JIT cache: %s is full (%d MiB); storing no more", self.root,
                          MAX_BYTES >> 20)
                 return
-            obj_name = hashlib.sha256(obj).hexdigest()[:32] + ".o"
+            obj_name = _object_name(obj)
             _write_atomic(self.root / obj_name, obj)
             self._bytes += len(obj)
             if engine is not None:
@@ -146,6 +157,24 @@ class TranslationCache:
             self._full = True
             log.warning("pyv86 JIT cache: cannot write to %s (%s); translations are not kept",
                         self.root, exc)
+
+
+def _prune_other_versions(root: Path, keep: int = KEEP_VERSIONS) -> None:
+    """Delete the caches of all but the ``keep`` most recently written translator versions
+    (each edit of the CPU or translator sources starts a new one)."""
+    import shutil
+    try:
+        dirs = sorted((d for d in root.parent.iterdir() if d.is_dir() and d != root),
+                      key=lambda d: d.stat().st_mtime, reverse=True)
+    except OSError:
+        return
+    for old in dirs[keep - 1:]:
+        shutil.rmtree(old, ignore_errors=True)
+        log.info("pyv86 JIT cache: removed %s (an older translator version)", old)
+
+
+def _object_name(obj: bytes) -> str:
+    return hashlib.sha256(obj).hexdigest()[:32] + ".o"
 
 
 def _digest(data: bytes) -> str:
