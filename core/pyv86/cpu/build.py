@@ -93,8 +93,20 @@ def object_code(verbose=True) -> bytes:
     llvm = _llvm()
     opt = opt_level()
     path = cache_dir() / f"interp-{cache_key()[:32]}.o"
+    check = path.with_suffix(".sha256")
     if path.exists():
-        return path.read_bytes()
+        # the linker trusts what it links: a damaged file would crash the process, so the
+        # object is used only if it matches the hash written beside it
+        obj = path.read_bytes()
+        try:
+            ok = check.read_text().strip() == hashlib.sha256(obj).hexdigest()
+        except OSError:
+            ok = False
+        if ok:
+            return obj
+        if verbose:
+            print(f"pyv86: {path} does not match its checksum; compiling it again",
+                  file=sys.stderr, flush=True)
     ir_text, info = get_ir()
     nlines = ir_text.count("\n")
     if verbose:
@@ -117,6 +129,8 @@ def object_code(verbose=True) -> bytes:
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     tmp.write_bytes(obj)
     os.replace(tmp, path)
+    tmp.write_text(hashlib.sha256(obj).hexdigest() + "\n")
+    os.replace(tmp, check)
     if verbose:
         print(f"pyv86: CPU interpreter compiled in {time.time() - t0:.1f} s (cached in {path})",
               file=sys.stderr, flush=True)
