@@ -22,6 +22,15 @@ def cache_dir(*parts: str) -> Path:
     return root.joinpath(*parts)
 
 
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` under a temporary name, then rename it: a reader (another
+    pyv86 process sharing the cache) sees the old file or the whole new one, never a part."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
 def guest_dir() -> Path:
     return cache_dir("guest")
 

@@ -126,11 +126,8 @@ def object_code(verbose=True) -> bytes:
         pb.getModulePassManager().run(mod, pb)
     obj = tm.emit_object(mod)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_bytes(obj)
-    os.replace(tmp, path)
-    tmp.write_text(hashlib.sha256(obj).hexdigest() + "\n")
-    os.replace(tmp, check)
+    paths.write_atomic(path, obj)
+    paths.write_atomic(check, (hashlib.sha256(obj).hexdigest() + "\n").encode())
     if verbose:
         print(f"pyv86: CPU interpreter compiled in {time.time() - t0:.1f} s (cached in {path})",
               file=sys.stderr, flush=True)

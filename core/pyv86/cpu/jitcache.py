@@ -28,6 +28,8 @@ import logging
 import os
 from pathlib import Path
 
+from pyv86.paths import write_atomic
+
 log = logging.getLogger(__name__)
 
 KEY_BYTES = 16               # leading bytes of a block in its entry's name
@@ -56,8 +58,8 @@ class TranslationCache:
 
     def __init__(self, root: Path | None = None) -> None:
         if root is None:
-            from pyv86 import paths
-            root = paths.cache_dir("jit", translator_version())
+            from pyv86.paths import cache_dir
+            root = cache_dir("jit", translator_version())
         self.root = root
         self._engines: dict[str, object] = {}     # object name -> MCJIT engine (None: unusable)
         self._full = False
@@ -143,13 +145,13 @@ class TranslationCache:
                          MAX_BYTES >> 20)
                 return
             obj_name = _object_name(obj)
-            _write_atomic(self.root / obj_name, obj)
+            write_atomic(self.root / obj_name, obj)
             self._bytes += len(obj)
             if engine is not None:
                 self._engines.setdefault(obj_name, engine)
             for key, symbol, ninsn, code in entries:
                 line = f"{obj_name} {symbol} {ninsn} {len(code)} {_digest(code)}\n"
-                _write_atomic(self.root / f"{key}.e", line.encode())
+                write_atomic(self.root / f"{key}.e", line.encode())
                 if self._entries is not None:
                     self._entries.add(key)
             self.stats["stored"] += len(entries)
@@ -181,7 +183,3 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:40]
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

@@ -12,7 +12,6 @@ import datetime
 import hashlib
 import json
 import logging
-import os
 import re
 import shutil
 import struct
@@ -225,8 +224,8 @@ class GuestBuilder:
                            "extra": [{"guest": guest, "host": str(host)} for host, guest in o.add],
                            "marker": scripts.READY_MARKER}
 
-        _atomic_write(self.out_dir / KERNEL_FILE, kernel_bytes)
-        _atomic_write(self.out_dir / INITRD_FILE, initrd_bytes)
+        paths.write_atomic(self.out_dir / KERNEL_FILE, kernel_bytes)
+        paths.write_atomic(self.out_dir / INITRD_FILE, initrd_bytes)
         kernel_info.update(file=KERNEL_FILE, size=len(kernel_bytes),
                            sha256=hashlib.sha256(kernel_bytes).hexdigest())
         initrd_info.update(file=INITRD_FILE, size=len(initrd_bytes),
@@ -238,7 +237,7 @@ class GuestBuilder:
             "kernel": kernel_info,
             "initramfs": initrd_info,
         }
-        _atomic_write(self.out_dir / MANIFEST_FILE, (json.dumps(manifest, indent=2) + "\n").encode())
+        paths.write_atomic(self.out_dir / MANIFEST_FILE, (json.dumps(manifest, indent=2) + "\n").encode())
         self.progress.message(f"wrote {self.out_dir / KERNEL_FILE} ({len(kernel_bytes) / 1e6:.1f} MB) and "
                               f"{self.out_dir / INITRD_FILE} ({len(initrd_bytes) / 1e6:.1f} MB)")
         return BuildResult(self.out_dir, manifest, rebuilt=True)
@@ -371,13 +370,6 @@ class GuestBuilder:
             if old != deb:
                 old.unlink()
         return deb
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 def build_guest(options: BuildOptions, progress: Progress | None = None) -> BuildResult:
