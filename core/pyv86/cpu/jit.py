@@ -197,13 +197,8 @@ class _BlockEmitter(Emitter):
                 v = self._memo.get((name, k))
                 if v is None:     # loaded once, in the entry block (it dominates every use)
                     ptr = self.sptr(name, k)
-                    back, entry = self.b.block, self.entry_block
-                    if entry.is_terminated:
-                        self.b.position_before(entry.terminator)
-                    else:
-                        self.b.position_at_end(entry)
-                    v = self._memo[(name, k)] = V(self, self.b.load(ptr))
-                    self.b.position_at_end(back)
+                    with self._in_entry():
+                        v = self._memo[(name, k)] = V(self, self.b.load(ptr))
                 return v
         if name == "regs" and self.regs is not None:
             k = idx if isinstance(idx, int) else _const_int(idx.v)
@@ -286,15 +281,23 @@ class _BlockEmitter(Emitter):
         key = (name, k, typ)
         p = self._sptrs.get(key)
         if p is None:
-            back = self.b.block
-            entry = self.entry_block
-            if entry.is_terminated:
-                self.b.position_before(entry.terminator)
-            else:
-                self.b.position_at_end(entry)
-            p = self._sptrs[key] = super().sptr(name, k, typ)
-            self.b.position_at_end(back)
+            with self._in_entry():
+                p = self._sptrs[key] = super().sptr(name, k, typ)
         return p
+
+    @contextmanager
+    def _in_entry(self):
+        """Emit into the entry block (before its branch, once it has one), then come back:
+        what is emitted there dominates the whole block."""
+        back, entry = self.b.block, self.entry_block
+        if entry.is_terminated:
+            self.b.position_before(entry.terminator)
+        else:
+            self.b.position_at_end(entry)
+        try:
+            yield
+        finally:
+            self.b.position_at_end(back)
 
     def _regs_out(self):
         for i, r in enumerate(self.regs):

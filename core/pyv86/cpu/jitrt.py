@@ -60,13 +60,19 @@ def settings_from_env() -> dict:
     return out
 
 
+def _line_mask(first: int, last: int) -> int:
+    """Bits of the 64-byte lines of a page that bytes ``first..last`` (offsets in the page)
+    touch: the per-page code mask (``state.jit_code_pages``) uses one bit per line."""
+    return ((1 << ((last >> 6) + 1)) - 1) ^ ((1 << (first >> 6)) - 1)
+
+
 class _Job:
     __slots__ = ("eip", "phys", "code32", "slot", "gen", "code", "key", "size")
 
-    def __init__(self, eip, phys, code32, slot, gen, code, key):
+    def __init__(self, eip, phys, code32, slot, gen, code):
         self.eip, self.phys, self.code32, self.slot, self.gen, self.code = eip, phys, code32, slot, gen, code
-        self.key = key
-        self.size = 0
+        self.key = None     # its name in the disk cache
+        self.size = 0       # bytes, once decoded
 
 
 class _CompileProcess:
@@ -237,32 +243,23 @@ class JitRuntime:
                     obj, out = None, [None] * len(jobs)
                 self._link(jobs, obj, out, time.perf_counter() - t0)
             else:
-                self._enqueue(jobs)
+                self._backlog.extend(jobs)      # (_take_requests keeps it within MAX_BACKLOG)
+        self._submit_next()
+
+    def _submit_next(self) -> None:
+        """Send the hottest waiting blocks, unless two batches are already in flight. A slot
+        keeps counting branch-target hits while its request waits, so a loop that became hot
+        behind a burst of lukewarm requests (the boot's, say) is compiled next."""
         if self._backlog and len(self._inflight) < 2:
-            self._submit(self._hottest())
+            hot = self.hot
+            self._backlog.sort(key=lambda j: int(hot[j.slot]), reverse=True)
+            batch, self._backlog = self._backlog[:BATCH], self._backlog[BATCH:]
+            self._submit(batch)
 
-    def _enqueue(self, jobs: list[_Job]) -> None:
-        """Queue requests for the compile process; past :data:`MAX_BACKLOG` the coldest wait
-        (their counters restart 8 thresholds back, so they are asked for again much later)."""
-        self._backlog.extend(jobs)
-        if len(self._backlog) > MAX_BACKLOG:
-            self._by_heat()
-            for job in self._backlog[MAX_BACKLOG:]:
-                self.hot[job.slot] = (1 << 32) - 8 * self.threshold
-                self.stats["deferred"] += 1
-            del self._backlog[MAX_BACKLOG:]
-
-    def _by_heat(self) -> None:
-        """Sort the backlog hottest first: a slot keeps counting branch-target hits while its
-        request waits, so a loop that became hot behind a burst of lukewarm requests (the
-        boot's, say) is compiled next instead of after all of them."""
-        hot = self.hot
-        self._backlog.sort(key=lambda j: int(hot[j.slot]), reverse=True)
-
-    def _hottest(self) -> list[_Job]:
-        self._by_heat()
-        batch, self._backlog = self._backlog[:BATCH], self._backlog[BATCH:]
-        return batch
+    def _ask_again_after(self, slot: int, hits: int) -> None:
+        """Make the slot's next request come after ``hits`` more hits than usual: its counter
+        starts below zero (it wraps round, then counts up to the request threshold again)."""
+        self.hot[slot] = (1 << 32) - hits
 
     def _take_requests(self) -> list[_Job]:
         """The requests of the last slice: translations from the disk cache are installed at
@@ -286,7 +283,7 @@ class JitRuntime:
             # 15 bytes): two batches in flight then fit in the pipe, so sending never blocks
             end = min((page + 1) << 12, phys + 768)
             code = ram[phys:end].tobytes()
-            job = _Job(eip, phys, bool(code32), slot, int(self.page_gen[page]), code, None)
+            job = _Job(eip, phys, bool(code32), slot, int(self.page_gen[page]), code)
             if tcache is not None:
                 job.key = tcache.key(eip, job.code32, code)
                 hit = tcache.lookup(job.key, code)
@@ -299,8 +296,8 @@ class JitRuntime:
                     continue
             if not self.sync and len(self._backlog) + len(jobs) >= MAX_BACKLOG:
                 # no room: a new request is the coldest there is (counts only grow), so it
-                # waits without being decoded; its counter restarts 8 thresholds back
-                self.hot[slot] = (1 << 32) - 8 * self.threshold
+                # waits without being decoded, to be asked for again much later
+                self._ask_again_after(slot, 8 * self.threshold)
                 self.stats["deferred"] += 1
                 continue
             insns = decode_block(code, 0, eip, job.code32, MAX_BLOCK_INSNS)
@@ -319,15 +316,13 @@ class JitRuntime:
         return jobs
 
     def _mark_lines(self, page: int, phys: int, size: int, new_pages: list[int]) -> None:
-        lo, hi = (phys & 0xFFF) >> 6, ((phys & 0xFFF) + size - 1) >> 6
         if not self.code_pages[page]:
             new_pages.append(page)
-        self.code_pages[page] |= np.uint64(((1 << (hi + 1)) - 1) ^ ((1 << lo) - 1))
+        self.code_pages[page] |= np.uint64(_line_mask(phys & 0xFFF, (phys & 0xFFF) + size - 1))
 
     def _hot_enough(self, job: _Job) -> bool:
         """With the cache probed early (at ``probe_threshold`` hits), a block it does not hold
-        is compiled only when asked for again, after ``threshold`` hits in all: until then its
-        counter counts on (it wraps round to the probe threshold after the difference)."""
+        is compiled only when asked for again, after ``threshold`` hits in all."""
         if self.probe_threshold >= self.threshold:
             return True
         k = (job.eip, job.phys, job.code32)
@@ -335,7 +330,7 @@ class JitRuntime:
             self._probed.discard(k)
             return True
         self._probed.add(k)
-        self.hot[job.slot] = (1 << 32) - (self.threshold - self.probe_threshold)
+        self._ask_again_after(job.slot, self.threshold - self.probe_threshold)
         return False
 
     def _drop_write_tags(self, pages: list[int]) -> None:
@@ -367,8 +362,7 @@ class JitRuntime:
             page = first + k
             lo = max(phys, page << 12) - (page << 12)
             hi = min(end, (page + 1) << 12) - 1 - (page << 12)
-            lines = ((1 << ((hi >> 6) + 1)) - 1) ^ ((1 << (lo >> 6)) - 1)
-            if int(seg[k]) & lines:
+            if int(seg[k]) & _line_mask(lo, hi):
                 self.page_gen[page] += 1
                 seg[k] = 0
                 self.cpu.state["smc"] = 1
@@ -440,8 +434,7 @@ class JitRuntime:
         """Wait until every submitted batch is linked (tests, benchmarks)."""
         end = time.monotonic() + timeout
         while (self._inflight or self._backlog) and time.monotonic() < end:
-            if self._backlog and len(self._inflight) < 2:
-                self._submit(self._hottest())
+            self._submit_next()
             if self._inflight:
                 self._collect(block=True)
 
