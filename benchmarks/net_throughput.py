@@ -162,29 +162,26 @@ def _probe_child(out: str, cli_args: list[str]) -> int:
     pc, thread_time = time.perf_counter, time.thread_time
     orig_run, orig_idle, orig_ack = M.run, M._idle, M.interrupt_ack
 
-    def timed(orig: Any) -> Any:
+    def timed(orig: Any, seconds: str, calls: str | None = None) -> Any:
+        """``orig`` adding its time to ``n[seconds]`` (and counting calls in ``n[calls]``)."""
         def wrapper(self: Any, *a: Any) -> Any:
             t = pc()
             try:
                 return orig(self, *a)
             finally:
-                n["io"] += pc() - t
-                n["exits"] += 1
+                n[seconds] += pc() - t
+                if calls:
+                    n[calls] += 1
         return wrapper
 
     for name in ("port_read", "port_write", "port_read_string", "port_write_string", "mmio_read", "mmio_write"):
-        setattr(M, name, timed(getattr(M, name)))
+        setattr(M, name, timed(getattr(M, name), "io", "exits"))
 
     def interrupt_ack(self: Any) -> Any:
         n["irq_acks"] += 1
         return orig_ack(self)
 
-    def idle(self: Any, *a: Any) -> Any:
-        t = pc()
-        try:
-            return orig_idle(self, *a)
-        finally:
-            n["idle"] += pc() - t
+    idle = timed(orig_idle, "idle")
 
     def run(self: Any, **kw: Any) -> Any:
         box["machine"], box["tid"] = self, threading.get_native_id()

@@ -47,7 +47,7 @@ class CPU:
     """An i686 CPU attached to ``memory`` (``.ram`` numpy uint8, ``.size``) and ``host``."""
 
     def __init__(self, memory, host: CpuHost, jit: bool | dict | None = None):
-        """``jit``: None = from the environment (``PYV86_JIT``, on by default), False = the
+        """``jit``: None = from the environment (``PYV86_JIT``, off by default), False = the
         interpreter only, True or a dict of :class:`~pyv86.cpu.jitrt.JitRuntime` options."""
         from . import build
         self.memory = memory
