@@ -12,6 +12,9 @@ Guest to guest (``--guest``): two booted Linux guests on ``hub:`` (``examples/ma
 linux.toml`` with the netdev changed), busybox ``nc`` + ``dd`` moving ``--guest-mb`` MB
 over TCP. It needs the guest image (``pyv86 guest build``) and a CPU fast enough to
 boot both within ``--guest-timeout`` seconds; otherwise the figure is null with the reason.
+Its peer (unless ``--no-qemu``) is the same pair under QEMU TCG: the same kernel, initramfs,
+command line and commands, two ``ne2k_pci`` NICs joined by QEMU's loopback ``socket``
+netdev; the ratio is pyv86 / QEMU.
 
     python benchmarks/net_throughput.py               # human-readable
     python benchmarks/net_throughput.py --json        # one JSON object
@@ -297,16 +300,7 @@ def guest_pair_tcp(rx_url: str, tx_url: str, megabytes: int, timeout: float, *,
         path.write_text(text.replace('kernel = "guest:', f'kernel = "{guest_dir}').replace(
             'initrd = "guest:', f'initrd = "{guest_dir}'))
         files.append(path)
-    rx_ip, tx_ip = addresses
-    setup = "ip link set eth0 up; ip addr add {ip}/24 dev eth0; "
-    # after the transfer: TCP RetransSegs (/proc/net/snmp) and eth0's rx/tx drops (/proc/net/dev)
-    counters = ("; echo TCPSTAT $(awk '/^Tcp:/ {n++} /^Tcp:/ && n==2 {print $13}' /proc/net/snmp) "
-                "$(awk '/eth0:/ {sub(/.*:/, \"\"); print $4, $12}' /proc/net/dev)")
-    rx_cmd = setup.format(ip=rx_ip) + "nc -l -p 5001 | dd of=/dev/null bs=64k 2>&1 | tail -1" + counters
-    tx_cmd = (setup.format(ip=tx_ip) + f"until ping -c 1 -W 1 {rx_ip} >/dev/null 2>&1; do sleep 1; done; "
-              "sleep 1; T0=$(cut -d' ' -f1 /proc/uptime); "
-              f"dd if=/dev/zero bs=64k count={megabytes * 16} 2>/dev/null | nc {rx_ip} 5001; "
-              "T1=$(cut -d' ' -f1 /proc/uptime); echo ELAPSED $T0 $T1" + counters)
+    rx_cmd, tx_cmd = _tcp_commands(megabytes, *addresses)
     def cmd(name: str) -> list[str]:
         run = ["run", "--headless", "--timeout", str(int(timeout))]
         if breakdown:
@@ -336,12 +330,88 @@ def guest_pair_tcp(rx_url: str, tx_url: str, megabytes: int, timeout: float, *,
         last = (tx.stderr.strip().splitlines() or ["no output"])[-1]
         return {"mb_per_s": None, "reason": f"sender guest failed: {last}",
                 "wall_seconds": time.monotonic() - start}
-    t0, t1 = (float(x) for x in tx.stdout.split("ELAPSED", 1)[1].split()[:2])
+    return {**_transfer_figures(megabytes, tx.stdout, rx_out),
+            **({"breakdown": probes} if breakdown else {})}
+
+
+def _tcp_commands(megabytes: int, rx_ip: str, tx_ip: str) -> tuple[str, str]:
+    """The receiver's and the sender's shell commands (the same for every emulator).
+
+    The sender prints ``ELAPSED T0 T1`` (guest uptime around the transfer); both print
+    ``TCPSTAT`` counters afterwards (see :func:`_tcpstat`)."""
+    setup = "ip link set eth0 up; ip addr add {ip}/24 dev eth0; "
+    # after the transfer: TCP RetransSegs (/proc/net/snmp) and eth0's rx/tx drops (/proc/net/dev)
+    counters = ("; echo TCPSTAT $(awk '/^Tcp:/ {n++} /^Tcp:/ && n==2 {print $13}' /proc/net/snmp) "
+                "$(awk '/eth0:/ {sub(/.*:/, \"\"); print $4, $12}' /proc/net/dev)")
+    rx_cmd = setup.format(ip=rx_ip) + "nc -l -p 5001 | dd of=/dev/null bs=64k 2>&1 | tail -1" + counters
+    tx_cmd = (setup.format(ip=tx_ip) + f"until ping -c 1 -W 1 {rx_ip} >/dev/null 2>&1; do sleep 1; done; "
+              "sleep 1; T0=$(cut -d' ' -f1 /proc/uptime); "
+              f"dd if=/dev/zero bs=64k count={megabytes * 16} 2>/dev/null | nc {rx_ip} 5001; "
+              "T1=$(cut -d' ' -f1 /proc/uptime); echo ELAPSED $T0 $T1" + counters)
+    return rx_cmd, tx_cmd
+
+
+def _transfer_figures(megabytes: int, tx_out: str, rx_out: str) -> dict[str, Any]:
+    """MB/s and frames/s from the sender's ``ELAPSED`` line, with both sides' counters."""
+    t0, t1 = (float(x) for x in tx_out.split("ELAPSED", 1)[1].split()[:2])
     seconds = max(t1 - t0, 1e-6)
     return {"mb_per_s": megabytes * 1.048576 / seconds, "frames_per_s": megabytes * 1048576 / 1448 / seconds,
             "guest_seconds": seconds, "receiver": rx_out.split("TCPSTAT")[0].strip()[-200:],
-            "sender_counters": _tcpstat(tx.stdout), "receiver_counters": _tcpstat(rx_out),
-            **({"breakdown": probes} if breakdown else {})}
+            "sender_counters": _tcpstat(tx_out), "receiver_counters": _tcpstat(rx_out)}
+
+
+QEMU_CMDLINE_DROP = ("tsc_early_khz=", "tsc=")
+"""pyv86's command line tells Linux the TSC's rate (1 GHz of guest time); QEMU's TSC runs at
+the host's, so the QEMU guest measures its own."""
+
+
+def qemu_pair_tcp(megabytes: int, timeout: float) -> dict[str, Any]:
+    """The peer: the same guests, kernel command line and commands under QEMU TCG, two
+    ``qemu-system-i386`` processes whose ``ne2k_pci`` NICs are joined by QEMU's ``socket``
+    netdev over loopback TCP (the sender's QEMU connects to the receiver's)."""
+    import socket
+    import threading
+
+    from pyv86.boot.linux import DEFAULT_CMDLINE
+    from pyv86.guest.qemu import QemuError, QemuGuest, qemu_binary
+    from pyv86.paths import resolve_file
+
+    try:
+        qemu_binary()
+    except QemuError as exc:
+        return {"mb_per_s": None, "reason": str(exc)}
+    kernel, initrd = resolve_file("guest:vmlinuz", ROOT), resolve_file("guest:initramfs.cpio.gz", ROOT)
+    if not kernel.exists():
+        return {"mb_per_s": None, "reason": "no guest image: run `pyv86 guest build` first"}
+    cmdline = " ".join(w for w in DEFAULT_CMDLINE.split() if not w.startswith(QEMU_CMDLINE_DROP))
+    with socket.socket() as probe:  # a free loopback port for the receiver's QEMU to listen on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    rx_cmd, tx_cmd = _tcp_commands(megabytes, "10.99.0.1", "10.99.0.2")
+    out: dict[str, Any] = {}
+    try:
+        with QemuGuest(kernel, initrd, cmdline, netdev=f"socket,listen=127.0.0.1:{port}",
+                       mac="52:54:00:99:00:01") as rx:
+            rx.wait_ready(timeout)
+            with QemuGuest(kernel, initrd, cmdline, netdev=f"socket,connect=127.0.0.1:{port}",
+                           mac="52:54:00:99:00:02") as tx:
+                tx.wait_ready(timeout)
+
+                def receive() -> None:
+                    try:
+                        out["rx"] = rx.run(rx_cmd, timeout)[0]
+                    except QemuError as exc:
+                        out["rx_error"] = str(exc).splitlines()[0]
+                receiver = threading.Thread(target=receive, daemon=True)
+                receiver.start()
+                time.sleep(1)  # the receiver's nc is listening before the sender connects
+                tx_out = tx.run(tx_cmd, timeout)[0]
+                receiver.join(timeout)
+    except QemuError as exc:
+        return {"mb_per_s": None, "reason": str(exc).splitlines()[0]}
+    if "ELAPSED" not in tx_out or "rx" not in out:
+        return {"mb_per_s": None, "reason": out.get("rx_error") or f"sender: {tx_out[-200:]!r}"}
+    return {**_transfer_figures(megabytes, tx_out, out["rx"]), "cmdline": cmdline}
 
 
 def _tcpstat(output: str) -> dict[str, int] | None:
@@ -367,6 +437,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--guest", action="store_true", help="also run busybox nc + dd between two Linux guests")
     parser.add_argument("--guest-mb", type=int, default=10, help="megabytes the guests move")
     parser.add_argument("--guest-timeout", type=float, default=1800, help="seconds allowed for boot + transfer")
+    parser.add_argument("--no-qemu", action="store_true",
+                        help="with --guest: skip the peer (the same guests and commands under QEMU TCG)")
     parser.add_argument("--breakdown", action="store_true",
                         help="with --guest: instrument both guests and report, per data frame, guest "
                              "instructions, port exits, IRQs, host CPU time and where the wall time went")
@@ -378,8 +450,11 @@ def main(argv: list[str] | None = None) -> int:
     peer = raw_hub(args.size, args.seconds)
     if args.guest:
         guest = guest_to_guest(args.guest_mb, args.guest_timeout, breakdown=args.breakdown)
+        qemu = ({"mb_per_s": None, "reason": "not run (--no-qemu)"} if args.no_qemu
+                else qemu_pair_tcp(args.guest_mb, args.guest_timeout))
     else:
         guest = {"mb_per_s": None, "reason": "not run (pass --guest; needs a booting Linux guest image)"}
+        qemu = {"mb_per_s": None, "reason": "not run (needs --guest)"}
     # the headline figure is guest-to-guest TCP when it was measured, else the register level
     headline, measure = ours, "register-level: Linux ne2k-pci driver model on both NICs over an in-process hub"
     if guest.get("mb_per_s") is not None:
@@ -394,6 +469,9 @@ def main(argv: list[str] | None = None) -> int:
         "peer_raw_hub": peer,
         "ratio_vs_raw_hub": round(ours["frames_per_s"] / peer["frames_per_s"], 4) if peer["frames_per_s"] else None,
         "guest_tcp": guest,
+        "peer_qemu_guest_tcp": qemu,
+        "guest_ratio_vs_qemu": (round(guest["mb_per_s"] / qemu["mb_per_s"], 3)
+                                if guest.get("mb_per_s") and qemu.get("mb_per_s") else None),
         "target_mb_per_s": TARGET_MB_PER_S,
     }
     if args.json:
@@ -412,6 +490,12 @@ def main(argv: list[str] | None = None) -> int:
               f"(target {TARGET_MB_PER_S} MB/s)")
         for side, figures in (guest.get("breakdown") or {}).items():
             print(f"  {side}: {json.dumps(figures)}")
+    if qemu.get("mb_per_s") is None:
+        print(f"peer: QEMU TCG guest-to-guest TCP: not measured: {qemu['reason']}")
+    else:
+        print(f"peer: QEMU TCG, same guests and commands: {qemu['mb_per_s']:.2f} MB/s "
+              f"(TCP retransmissions {(qemu.get('sender_counters') or {}).get('tcp_retransmits')})")
+        print(f"ratio pyv86 / QEMU guest TCP: {result['guest_ratio_vs_qemu']}")
     return 0
 
 

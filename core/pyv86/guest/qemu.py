@@ -41,13 +41,21 @@ def qemu_binary() -> str:
     return path
 
 
+USER_NETDEV = "user,restrict=on"
+"""QEMU's user-mode network with no way out of the QEMU process (DHCP/DNS answered inside)."""
+
+
 def qemu_command(kernel: Path, initrd: Path, cmdline: str = DEFAULT_CMDLINE,
-                 memory_mib: int = 128, network: bool = True) -> list[str]:
+                 memory_mib: int = 128, network: bool = True, netdev: str = USER_NETDEV,
+                 mac: str | None = None) -> list[str]:
+    """The QEMU command line; ``netdev`` is a ``-netdev`` spec without its id (e.g.
+    ``socket,listen=127.0.0.1:5555``) and ``mac`` the NIC's address (QEMU's default else)."""
     cmd = [qemu_binary(), "-M", "pc", "-cpu", "pentium3", "-m", str(memory_mib),
            "-accel", "tcg", "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
            "-monitor", "none", "-kernel", str(kernel), "-initrd", str(initrd), "-append", cmdline]
     if network:
-        cmd += ["-netdev", "user,id=n0,restrict=on", "-device", "ne2k_pci,netdev=n0,romfile="]
+        nic = "ne2k_pci,netdev=n0,romfile=" + (f",mac={mac}" if mac else "")
+        cmd += ["-netdev", f"{netdev},id=n0", "-device", nic]
     return cmd
 
 
@@ -55,11 +63,13 @@ class QemuGuest(ShellCommands):
     """A running QEMU with the guest image; use as a context manager."""
 
     def __init__(self, kernel: Path, initrd: Path, cmdline: str = DEFAULT_CMDLINE,
-                 memory_mib: int = 128, network: bool = True) -> None:
+                 memory_mib: int = 128, network: bool = True, netdev: str = USER_NETDEV,
+                 mac: str | None = None) -> None:
         for path in (kernel, initrd):
             if not Path(path).is_file():
                 raise QemuError(f"{path}: no such file; run `pyv86 guest build`")
-        self.command = qemu_command(Path(kernel), Path(initrd), cmdline, memory_mib, network)
+        self.command = qemu_command(Path(kernel), Path(initrd), cmdline, memory_mib, network,
+                                    netdev, mac)
         self._output = bytearray()
         self._cond = threading.Condition()
         self._proc: subprocess.Popen[bytes] | None = None
