@@ -361,8 +361,8 @@ def _transfer_figures(megabytes: int, tx_out: str, rx_out: str) -> dict[str, Any
 
 
 QEMU_CMDLINE_DROP = ("tsc_early_khz=", "tsc=")
-"""pyv86's command line tells Linux the TSC's rate (1 GHz of guest time); QEMU's TSC runs at
-the host's, so the QEMU guest measures its own."""
+"""pyv86's command line tells Linux the TSC's rate (1 GHz of guest time); a peer's TSC runs
+at the host's (QEMU) or its own (v86), so the peer's guest measures it."""
 
 
 def qemu_pair_tcp(megabytes: int, timeout: float) -> dict[str, Any]:
@@ -370,9 +370,7 @@ def qemu_pair_tcp(megabytes: int, timeout: float) -> dict[str, Any]:
     ``qemu-system-i386`` processes whose ``ne2k_pci`` NICs are joined by QEMU's ``socket``
     netdev over loopback TCP (the sender's QEMU connects to the receiver's)."""
     import socket
-    import threading
 
-    from pyv86.boot.linux import DEFAULT_CMDLINE
     from pyv86.guest.qemu import QemuError, QemuGuest, qemu_binary
     from pyv86.paths import resolve_file
 
@@ -383,12 +381,10 @@ def qemu_pair_tcp(megabytes: int, timeout: float) -> dict[str, Any]:
     kernel, initrd = resolve_file("guest:vmlinuz", ROOT), resolve_file("guest:initramfs.cpio.gz", ROOT)
     if not kernel.exists():
         return {"mb_per_s": None, "reason": "no guest image: run `pyv86 guest build` first"}
-    cmdline = " ".join(w for w in DEFAULT_CMDLINE.split() if not w.startswith(QEMU_CMDLINE_DROP))
+    cmdline = peer_cmdline()
     with socket.socket() as probe:  # a free loopback port for the receiver's QEMU to listen on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    rx_cmd, tx_cmd = _tcp_commands(megabytes, "10.99.0.1", "10.99.0.2")
-    out: dict[str, Any] = {}
     try:
         with QemuGuest(kernel, initrd, cmdline, netdev=f"socket,listen=127.0.0.1:{port}",
                        mac="52:54:00:99:00:01") as rx:
@@ -396,22 +392,39 @@ def qemu_pair_tcp(megabytes: int, timeout: float) -> dict[str, Any]:
             with QemuGuest(kernel, initrd, cmdline, netdev=f"socket,connect=127.0.0.1:{port}",
                            mac="52:54:00:99:00:02") as tx:
                 tx.wait_ready(timeout)
-
-                def receive() -> None:
-                    try:
-                        out["rx"] = rx.run(rx_cmd, timeout)[0]
-                    except QemuError as exc:
-                        out["rx_error"] = str(exc).splitlines()[0]
-                receiver = threading.Thread(target=receive, daemon=True)
-                receiver.start()
-                time.sleep(1)  # the receiver's nc is listening before the sender connects
-                tx_out = tx.run(tx_cmd, timeout)[0]
-                receiver.join(timeout)
+                return {**shell_pair_tcp(rx, tx, megabytes, timeout, QemuError), "cmdline": cmdline}
     except QemuError as exc:
         return {"mb_per_s": None, "reason": str(exc).splitlines()[0]}
+
+
+def shell_pair_tcp(rx: Any, tx: Any, megabytes: int, timeout: float,
+                   errors: type[Exception]) -> dict[str, Any]:
+    """The transfer between two booted peer guests driven through their consoles
+    (:class:`pyv86.guest.shell.ShellCommands`); ``errors`` is what their drivers raise."""
+    import threading
+
+    rx_cmd, tx_cmd = _tcp_commands(megabytes, "10.99.0.1", "10.99.0.2")
+    out: dict[str, Any] = {}
+
+    def receive() -> None:
+        try:
+            out["rx"] = rx.run(rx_cmd, timeout)[0]
+        except errors as exc:
+            out["rx_error"] = str(exc).splitlines()[0]
+    receiver = threading.Thread(target=receive, daemon=True)
+    receiver.start()
+    time.sleep(1)  # the receiver's nc is listening before the sender connects
+    tx_out = tx.run(tx_cmd, timeout)[0]
+    receiver.join(timeout)
     if "ELAPSED" not in tx_out or "rx" not in out:
         return {"mb_per_s": None, "reason": out.get("rx_error") or f"sender: {tx_out[-200:]!r}"}
-    return {**_transfer_figures(megabytes, tx_out, out["rx"]), "cmdline": cmdline}
+    return _transfer_figures(megabytes, tx_out, out["rx"])
+
+
+def peer_cmdline() -> str:
+    """pyv86's default kernel command line without what only holds for pyv86's TSC."""
+    from pyv86.boot.linux import DEFAULT_CMDLINE
+    return " ".join(w for w in DEFAULT_CMDLINE.split() if not w.startswith(QEMU_CMDLINE_DROP))
 
 
 def _tcpstat(output: str) -> dict[str, int] | None:

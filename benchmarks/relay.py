@@ -9,8 +9,10 @@ model most public relays follow, with no throttle). The same load runs against b
 Guest TCP (busybox ``nc`` + ``dd`` between two booted Linux guests, the driver of
 ``benchmarks/net_throughput.py --guest``): over the relay, both guests are clients of a
 ``pyv86 relay serve`` on loopback; over TAP, both run inside a network namespace this
-benchmark creates and removes, each on its own ``tap:`` device on a bridge there. A figure
-is null with a reason when it cannot be measured (no guest image, not root, ...).
+benchmark creates and removes, each on its own ``tap:`` device on a bridge there. The peer
+of the relay figure (unless ``--no-v86``) is the same transfer between two real v86
+instances (``network_relay_url``) on the same kind of relay. A figure is null with a reason
+when it cannot be measured (no guest image, not root, no Node.js, ...).
 
     python benchmarks/relay.py            # human-readable figures
     python benchmarks/relay.py --json     # one JSON object
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -35,7 +38,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 TARGET_FRAMES_PER_S = 50_000
 TARGET_RELAY_TCP_MB_PER_S = 5.0
@@ -246,17 +249,18 @@ def _net_throughput() -> Any:
     return net_throughput
 
 
-def guest_tcp_relay(megabytes: int, timeout: float, breakdown: bool = False) -> dict[str, Any]:
-    """Two Linux guests as clients of ``pyv86 relay serve`` on loopback; busybox nc + dd between them."""
+@contextlib.contextmanager
+def _relay_server() -> Iterator[str]:
+    """``pyv86 relay serve`` on a free loopback port; yields its ``ws://`` URL. On the way out it
+    asks the relay for its counters (SIGUSR1) and stops it; the counters are in ``_last_counters``."""
     relay = subprocess.Popen([sys.executable, "-m", "pyv86.cli", "relay", "serve", "--host", "127.0.0.1",
                               "--port", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         line = relay.stderr.readline() if relay.stderr else ""
         found = re.search(r"serving (ws://127\.0\.0\.1:\d+/)", line)
         if not found:
-            return {"mb_per_s": None, "reason": f"pyv86 relay serve did not start: {line.strip()!r}"}
-        url = found.group(1)
-        result = _net_throughput().guest_pair_tcp(url, url, megabytes, timeout, breakdown=breakdown)
+            raise RuntimeError(f"pyv86 relay serve did not start: {line.strip()!r}")
+        yield found.group(1)
         relay.send_signal(signal.SIGUSR1)  # the relay prints its counters (drops) on stderr
         time.sleep(0.5)
     finally:
@@ -266,9 +270,51 @@ def guest_tcp_relay(megabytes: int, timeout: float, breakdown: bool = False) -> 
         except subprocess.TimeoutExpired:
             relay.kill()
             _out, err = relay.communicate()
-    lines = [x.strip() for x in (err or "").splitlines()[1:] if x.strip()]
-    if lines:
-        result["relay_counters"] = lines[-1][:400]
+        lines = [x.strip() for x in (err or "").splitlines()[1:] if x.strip()]
+        _last_counters[:] = [lines[-1][:400]] if lines else []
+
+
+_last_counters: list[str] = []
+
+
+def guest_tcp_relay(megabytes: int, timeout: float, breakdown: bool = False) -> dict[str, Any]:
+    """Two Linux guests as clients of ``pyv86 relay serve`` on loopback; busybox nc + dd between them."""
+    try:
+        with _relay_server() as url:
+            result = _net_throughput().guest_pair_tcp(url, url, megabytes, timeout, breakdown=breakdown)
+    except RuntimeError as exc:
+        return {"mb_per_s": None, "reason": str(exc)}
+    if _last_counters:
+        result["relay_counters"] = _last_counters[0]
+    return result
+
+
+def v86_tcp_relay(megabytes: int, timeout: float) -> dict[str, Any]:
+    """The peer: the same guests and commands in two real v86 instances (``network_relay_url``)
+    on the same ``pyv86 relay serve``."""
+    from pyv86.paths import resolve_file
+    from pyv86.peers.v86 import V86Error, V86Guest, check_host
+
+    try:
+        check_host()
+    except V86Error as exc:
+        return {"mb_per_s": None, "reason": str(exc)}
+    nt = _net_throughput()
+    kernel = resolve_file("guest:vmlinuz", nt.ROOT)
+    initrd = resolve_file("guest:initramfs.cpio.gz", nt.ROOT)
+    if not kernel.exists():
+        return {"mb_per_s": None, "reason": "no guest image: run `pyv86 guest build` first"}
+    try:
+        with _relay_server() as url:
+            with V86Guest(kernel, initrd, nt.peer_cmdline(), relay_url=url, name="v86-rx") as rx, \
+                    V86Guest(kernel, initrd, nt.peer_cmdline(), relay_url=url, name="v86-tx") as tx:
+                rx.wait_ready(timeout)
+                tx.wait_ready(timeout)
+                result = nt.shell_pair_tcp(rx, tx, megabytes, timeout, V86Error)
+    except (RuntimeError, V86Error) as exc:
+        return {"mb_per_s": None, "reason": str(exc).splitlines()[0]}
+    if _last_counters:
+        result["relay_counters"] = _last_counters[0]
     return result
 
 
@@ -305,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queue-bytes", type=int, default=1 << 20, help="relay queue per client")
     parser.add_argument("--no-guest", action="store_true",
                         help="skip guest TCP over the relay and over TAP (they boot four Linux guests)")
+    parser.add_argument("--no-v86", action="store_true",
+                        help="skip the peer of guest TCP over the relay (two v86 instances under Node.js)")
     parser.add_argument("--guest-mb", type=int, default=4, help="megabytes each guest TCP run moves")
     parser.add_argument("--guest-timeout", type=float, default=600, help="seconds allowed per guest run")
     parser.add_argument("--breakdown", action="store_true",
@@ -329,6 +377,13 @@ def main(argv: list[str] | None = None) -> int:
             continue
         progress(f"relay benchmark: guest TCP over {kind} (two Linux guests, {args.guest_mb} MB)...")
         guest[kind] = run(args.guest_mb, args.guest_timeout, breakdown=args.breakdown)
+    if args.no_guest or args.no_v86:
+        guest["v86_relay"] = {"mb_per_s": None, "reason": "not run (--no-guest or --no-v86)"}
+    else:
+        progress(f"relay benchmark: peer: guest TCP over the relay between two v86 instances "
+                 f"({args.guest_mb} MB)...")
+        guest["v86_relay"] = v86_tcp_relay(args.guest_mb, args.guest_timeout)
+    v86_tcp = guest["v86_relay"]["mb_per_s"]
     relay_tcp, relay_reason = guest["relay"]["mb_per_s"], guest["relay"].get("reason")
     tap_tcp, tap_reason = guest["tap"]["mb_per_s"], guest["tap"].get("reason")
     relay_tcp = None if relay_tcp is None else round(relay_tcp, 3)
@@ -350,6 +405,8 @@ def main(argv: list[str] | None = None) -> int:
         "relay_tcp_reason": relay_reason,
         "tap_tcp_mb_per_s": tap_tcp,
         "tap_tcp_reason": tap_reason,
+        "v86_relay_tcp_mb_per_s": None if v86_tcp is None else round(v86_tcp, 3),
+        "relay_tcp_ratio_vs_v86": round(relay_tcp / v86_tcp, 2) if relay_tcp and v86_tcp else None,
         "target_relay_tcp_mb_per_s": TARGET_RELAY_TCP_MB_PER_S,
         "guest_tcp": guest,
         "runs": results,
@@ -369,6 +426,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"guest TCP over relay: {relay_reason if relay_tcp is None else f'{relay_tcp:.2f} MB/s'} "
           f"(target {TARGET_RELAY_TCP_MB_PER_S} MB/s)")
     print(f"guest TCP over TAP:   {tap_reason if tap_tcp is None else f'{tap_tcp:.2f} MB/s'}")
+    v86_reason = guest["v86_relay"].get("reason")
+    print(f"peer: guest TCP over the relay between two v86 instances: "
+          f"{v86_reason if v86_tcp is None else f'{v86_tcp:.2f} MB/s'}"
+          + (f" (pyv86 x{out['relay_tcp_ratio_vs_v86']})" if out["relay_tcp_ratio_vs_v86"] else ""))
     return 0
 
 
