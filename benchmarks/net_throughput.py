@@ -414,7 +414,10 @@ def shell_pair_tcp(rx: Any, tx: Any, megabytes: int, timeout: float,
     receiver = threading.Thread(target=receive, daemon=True)
     receiver.start()
     time.sleep(1)  # the receiver's nc is listening before the sender connects
-    tx_out = tx.run(tx_cmd, timeout)[0]
+    try:
+        tx_out = tx.run(tx_cmd, timeout)[0]
+    except errors as exc:
+        return {"mb_per_s": None, "reason": str(exc).splitlines()[0]}
     receiver.join(timeout)
     if "ELAPSED" not in tx_out or "rx" not in out:
         return {"mb_per_s": None, "reason": out.get("rx_error") or f"sender: {tx_out[-200:]!r}"}

@@ -42,6 +42,7 @@ from typing import Any, Iterator
 
 TARGET_FRAMES_PER_S = 50_000
 TARGET_RELAY_TCP_MB_PER_S = 5.0
+V86_TRANSFER_TIMEOUT_S = 240
 
 
 # -- relays under test (child processes) ----------------------------------------------------
@@ -310,10 +311,14 @@ def v86_tcp_relay(megabytes: int, timeout: float) -> dict[str, Any]:
                     V86Guest(kernel, initrd, nt.peer_cmdline(), relay_url=url, name="v86-tx") as tx:
                 rx.wait_ready(timeout)
                 tx.wait_ready(timeout)
-                result = nt.shell_pair_tcp(rx, tx, megabytes, timeout, V86Error)
+                # v86 drops frames when its receive ring is full (~200 TCP retransmissions per
+                # 8 MB), and now and then its transfer stalls for minutes (2 of 8 runs here,
+                # the relay dropping nothing), so the peer gets a bounded time
+                result = nt.shell_pair_tcp(rx, tx, megabytes, min(timeout, V86_TRANSFER_TIMEOUT_S),
+                                           V86Error)
     except (RuntimeError, V86Error) as exc:
-        return {"mb_per_s": None, "reason": str(exc).splitlines()[0]}
-    if _last_counters:
+        result = {"mb_per_s": None, "reason": str(exc).splitlines()[0]}
+    if _last_counters:  # (also after a failure: did the relay drop anything?)
         result["relay_counters"] = _last_counters[0]
     return result
 
