@@ -312,7 +312,7 @@ def v86_tcp_relay(megabytes: int, timeout: float) -> dict[str, Any]:
                 rx.wait_ready(timeout)
                 tx.wait_ready(timeout)
                 # v86 drops frames when its receive ring is full (~200 TCP retransmissions per
-                # 8 MB), and now and then its transfer stalls for minutes (2 of 8 runs here,
+                # 8 MB), and now and then its transfer stalls for minutes (2 of 14 runs here,
                 # the relay dropping nothing), so the peer gets a bounded time
                 result = nt.shell_pair_tcp(rx, tx, megabytes, min(timeout, V86_TRANSFER_TIMEOUT_S),
                                            V86Error)
