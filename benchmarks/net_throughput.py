@@ -430,6 +430,14 @@ def peer_cmdline() -> str:
     return " ".join(w for w in DEFAULT_CMDLINE.split() if not w.startswith(QEMU_CMDLINE_DROP))
 
 
+def _transfer_line(label: str, run: dict[str, Any], note: str) -> str:
+    """One line of the human-readable output for a guest TCP figure (or why there is none)."""
+    if run.get("mb_per_s") is None:
+        return f"{label}: not measured: {run['reason']}"
+    median = f"; median of {run['runs_mb_per_s']}" if "runs_mb_per_s" in run else ""
+    return f"{label}: {run['mb_per_s']:.2f} MB/s ({note}){median}"
+
+
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The run with the median MB/s (the lower middle one of an even count), with every run's
     figure in ``runs_mb_per_s``; the first failure if no run measured anything."""
@@ -517,20 +525,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"peer: raw hub copy:                    {peer['frames_per_s']:10.0f} frames/s "
           f"{peer['mb_per_s']:8.2f} MB/s")
     print(f"ratio ours / raw hub: {result['ratio_vs_raw_hub']}")
-    if guest.get("mb_per_s") is None:
-        print(f"guest-to-guest TCP: not measured: {guest['reason']}")
-    else:
-        print(f"guest-to-guest TCP (busybox nc + dd): {guest['mb_per_s']:.2f} MB/s "
-              f"(target {TARGET_MB_PER_S} MB/s)"
-              + (f"; median of {guest['runs_mb_per_s']}" if "runs_mb_per_s" in guest else ""))
-        for side, figures in (guest.get("breakdown") or {}).items():
-            print(f"  {side}: {json.dumps(figures)}")
-    if qemu.get("mb_per_s") is None:
-        print(f"peer: QEMU TCG guest-to-guest TCP: not measured: {qemu['reason']}")
-    else:
-        print(f"peer: QEMU TCG, same guests and commands: {qemu['mb_per_s']:.2f} MB/s "
-              f"(TCP retransmissions {(qemu.get('sender_counters') or {}).get('tcp_retransmits')})"
-              + (f"; median of {qemu['runs_mb_per_s']}" if "runs_mb_per_s" in qemu else ""))
+    print(_transfer_line("guest-to-guest TCP (busybox nc + dd)", guest,
+                         f"target {TARGET_MB_PER_S} MB/s"))
+    for side, figures in (guest.get("breakdown") or {}).items():
+        print(f"  {side}: {json.dumps(figures)}")
+    retrans = (qemu.get("sender_counters") or {}).get("tcp_retransmits")
+    print(_transfer_line("peer: QEMU TCG, same guests and commands", qemu,
+                         f"TCP retransmissions {retrans}"))
+    if result["guest_ratio_vs_qemu"] is not None:
         print(f"ratio pyv86 / QEMU guest TCP: {result['guest_ratio_vs_qemu']}")
     return 0
 

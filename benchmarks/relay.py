@@ -251,9 +251,10 @@ def _net_throughput() -> Any:
 
 
 @contextlib.contextmanager
-def _relay_server() -> Iterator[str]:
-    """``pyv86 relay serve`` on a free loopback port; yields its ``ws://`` URL. On the way out it
-    asks the relay for its counters (SIGUSR1) and stops it; the counters are in ``_last_counters``."""
+def _relay_server() -> Iterator[dict[str, Any]]:
+    """``pyv86 relay serve`` on a free loopback port; yields ``{"url": ws://...}``. On the way
+    out it asks the relay for its counters (SIGUSR1), stops it and adds them as ``"counters"``."""
+    served: dict[str, Any] = {}
     relay = subprocess.Popen([sys.executable, "-m", "pyv86.cli", "relay", "serve", "--host", "127.0.0.1",
                               "--port", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -261,7 +262,8 @@ def _relay_server() -> Iterator[str]:
         found = re.search(r"serving (ws://127\.0\.0\.1:\d+/)", line)
         if not found:
             raise RuntimeError(f"pyv86 relay serve did not start: {line.strip()!r}")
-        yield found.group(1)
+        served["url"] = found.group(1)
+        yield served
         relay.send_signal(signal.SIGUSR1)  # the relay prints its counters (drops) on stderr
         time.sleep(0.5)
     finally:
@@ -272,21 +274,21 @@ def _relay_server() -> Iterator[str]:
             relay.kill()
             _out, err = relay.communicate()
         lines = [x.strip() for x in (err or "").splitlines()[1:] if x.strip()]
-        _last_counters[:] = [lines[-1][:400]] if lines else []
-
-
-_last_counters: list[str] = []
+        if lines:
+            served["counters"] = lines[-1][:400]
 
 
 def guest_tcp_relay(megabytes: int, timeout: float, breakdown: bool = False) -> dict[str, Any]:
     """Two Linux guests as clients of ``pyv86 relay serve`` on loopback; busybox nc + dd between them."""
+    served: dict[str, Any] = {}
     try:
-        with _relay_server() as url:
+        with _relay_server() as served:
+            url = served["url"]
             result = _net_throughput().guest_pair_tcp(url, url, megabytes, timeout, breakdown=breakdown)
     except RuntimeError as exc:
         return {"mb_per_s": None, "reason": str(exc)}
-    if _last_counters:
-        result["relay_counters"] = _last_counters[0]
+    if "counters" in served:
+        result["relay_counters"] = served["counters"]
     return result
 
 
@@ -305,8 +307,10 @@ def v86_tcp_relay(megabytes: int, timeout: float) -> dict[str, Any]:
     initrd = resolve_file("guest:initramfs.cpio.gz", nt.ROOT)
     if not kernel.exists():
         return {"mb_per_s": None, "reason": "no guest image: run `pyv86 guest build` first"}
+    served: dict[str, Any] = {}
     try:
-        with _relay_server() as url:
+        with _relay_server() as served:
+            url = served["url"]
             with V86Guest(kernel, initrd, nt.peer_cmdline(), relay_url=url, name="v86-rx") as rx, \
                     V86Guest(kernel, initrd, nt.peer_cmdline(), relay_url=url, name="v86-tx") as tx:
                 rx.wait_ready(timeout)
@@ -318,8 +322,8 @@ def v86_tcp_relay(megabytes: int, timeout: float) -> dict[str, Any]:
                                            V86Error)
     except (RuntimeError, V86Error) as exc:
         result = {"mb_per_s": None, "reason": str(exc).splitlines()[0]}
-    if _last_counters:  # (also after a failure: did the relay drop anything?)
-        result["relay_counters"] = _last_counters[0]
+    if "counters" in served:  # (also after a failure: did the relay drop anything?)
+        result["relay_counters"] = served["counters"]
     return result
 
 
