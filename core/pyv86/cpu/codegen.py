@@ -319,26 +319,51 @@ class Generator:
         """Call the out-of-line dispatcher (``pyv86_jit_dispatch``) and take over what the
         translated blocks it ran did: instructions retired, TSC, shadow, fault or exit."""
         e = self.e
-        e.sync_out()
-        e.tsc_out()
-        left = budget - self.n.get()
-        left = e.sel(left.ugt(0x7FFFFFFF), e.c(0x7FFFFFFF, 64), left).tr(32)
-        k = V(e, e.b.call(self.jit_dispatch, [e.state, e.ram, left.v]))
-        st = e.sget("jit_status")
-        with e.if_((k | st).ne(0)):
-            e.sync_in()
-            n = self.n.get() + k.zx(64)
-            self.n.set(n)
-            self.tsc0.set(e.sget("tsc") - n * e.sget("tsc_per_insn").zx(64))
-            with e.if_(k.ne(0) & e.sget("shadow").ne(0)):
-                self.shadow_n.set(n)
-            with e.if_(st.eq(JIT_FAULT)):
-                self.insn_start.set(e.lget("eip"))
-                e.b.branch(e.fault_bb)
-                e.dead()
-            with e.if_(st.eq(JIT_EXIT) | st.eq(JIT_SYNC)):
-                e.b.branch(e.exit_bb)
-                e.dead()
+        with e.if_(~self.jit_miss_counted(), likely=False):
+            e.sync_out()
+            e.tsc_out()
+            left = budget - self.n.get()
+            left = e.sel(left.ugt(0x7FFFFFFF), e.c(0x7FFFFFFF, 64), left).tr(32)
+            k = V(e, e.b.call(self.jit_dispatch, [e.state, e.ram, left.v]))
+            st = e.sget("jit_status")
+            with e.if_((k | st).ne(0)):
+                e.sync_in()
+                n = self.n.get() + k.zx(64)
+                self.n.set(n)
+                self.tsc0.set(e.sget("tsc") - n * e.sget("tsc_per_insn").zx(64))
+                with e.if_(k.ne(0) & e.sget("shadow").ne(0)):
+                    self.shadow_n.set(n)
+                with e.if_(st.eq(JIT_FAULT)):
+                    self.insn_start.set(e.lget("eip"))
+                    e.b.branch(e.fault_bb)
+                    e.dead()
+                with e.if_(st.eq(JIT_EXIT) | st.eq(JIT_SYNC)):
+                    e.b.branch(e.exit_bb)
+                    e.dead()
+
+    def jit_miss_counted(self) -> V:
+        """The dispatcher's common case, inline and without syncing the state: no translation
+        can start at this branch target, so only its hit counter goes up. True when that was
+        all there was to do. The dispatcher is still called when the code page is mapped and
+        its slot holds a translation (maybe for this target) or the count reaches the request
+        threshold: it makes those decisions (see :meth:`emit_jit_dispatch_fn`)."""
+        e = self.e
+        lin = e.lget("cs_base") + e.lget("eip")
+        idx = (lin >> 12) & (S.TLB_SIZE - 1)
+        tag = e.sget("tlb_tag", (e.cpl_kind() << S.TLB_BITS) + idx)
+        done = e.var(1, 1)                # not in the TLB: the dispatcher would do nothing
+        with e.if_(tag.eq((lin & ~0xFFF) | 1)):
+            phys = lin + e.sget("tlb_delta", idx)
+            slot = (phys ^ (phys >> S.JIT_TABLE_BITS)) & (S.JIT_TABLE_SIZE - 1)
+            ent = e.sget("jit_table") + slot.zx(64) * S.JIT_ENTRY_SIZE
+            fn = V(e, e.b.load(e.b.inttoptr((ent + 24).v, I64.as_pointer())))
+            hot_ptr = e.b.inttoptr((e.sget("jit_hot") + slot.zx(64) * 4).v, I32.as_pointer())
+            count = V(e, e.b.load(hot_ptr)) + 1
+            counted = fn.eq(0) & count.ne(e.sget("jit_threshold"))
+            with e.if_(counted):
+                e.b.store(count.v, hot_ptr)
+            done.set(counted)
+        return done.get()
 
     def emit_jit_dispatch_fn(self):
         """``i32 pyv86_jit_dispatch(state, ram, budget)``: at a branch target (state synced),
