@@ -14,6 +14,10 @@ Workloads (busybox applets on data from /dev/zero, so no disk is involved):
 * ``md5sum``    MD5 over ``--mb`` MiB (integer rounds, rotates; a tight compute loop)
 * ``sha256sum`` SHA-256 over ``--mb`` MiB
 * ``gzip``      gzip -1 over ``--mb`` MiB (hashing, memory traffic, branches)
+* ``tcp-lo``    ``--mb`` MiB through TCP over the guest's loopback with its MTU set to 1500
+  (``dd | nc`` to ``nc -l``, the commands of ``net_throughput.py --guest`` in one guest):
+  the kernel's network stack, system calls and context switches, frame by frame, with no
+  NIC; it prints the byte count received
 
 ``ratio`` in the JSON is interpreter time / JIT time for each workload (above 1: the JIT
 is faster). The peers run one after the other in this process, so compare them within one
@@ -32,6 +36,10 @@ WORKLOADS = {
     "md5sum": "dd if=/dev/zero bs=1M count={mb} 2>/dev/null | md5sum",
     "sha256sum": "dd if=/dev/zero bs=1M count={mb} 2>/dev/null | sha256sum",
     "gzip": "dd if=/dev/zero bs=1M count={mb} 2>/dev/null | gzip -1 | wc -c",
+    "tcp-lo": ("ip link set lo up mtu 1500; rm -f /tmp/lo.bytes; "
+               "(sleep 1000 | nc -l -p 5001 | wc -c > /tmp/lo.bytes) & sleep 1; "
+               "dd if=/dev/zero bs=1M count={mb} 2>/dev/null | nc 127.0.0.1 5001; "
+               "while [ ! -s /tmp/lo.bytes ]; do sleep 1; done; cat /tmp/lo.bytes"),
 }
 PEERS = {"interp": False, "jit": True}
 
