@@ -182,6 +182,13 @@ class _BlockEmitter(Emitter):
         self._sptrs = {}
         self._memo = {}
         self.clobbered = False    # something in the block may change a field in MEMO_FIELDS
+        # lazy_regs: a GPR is loaded (in the entry block) only if the block reads it, and
+        # written back only if it sets it. Blocks that loop back to their start keep loading
+        # and storing all eight: a register set late in one trip is live early in the next.
+        self.lazy_regs = False
+        self._loaded: set[int] = set()
+        self._dirty: set[int] = set()
+        self._entry_depth = 0
         super().__init__(*args, **kw)
         self.called = self.var(1, 0)
         self.regs = [Var(self, I32, name=f"r{i}") for i in range(8)]
@@ -203,7 +210,7 @@ class _BlockEmitter(Emitter):
         if name == "regs" and self.regs is not None:
             k = idx if isinstance(idx, int) else _const_int(idx.v)
             if k is not None:
-                return self.regs[k].get()
+                return self._reg(k)
             self._regs_out()                    # a register chosen at run time: go through the state
             return super().sget(name, idx)
         return super().sget(name, idx)
@@ -215,8 +222,9 @@ class _BlockEmitter(Emitter):
             k = idx if isinstance(idx, int) else _const_int(idx.v)
             if k is not None:
                 self.regs[k].set(self.v(value))
+                self._dirty.add(k)
                 return
-            self._regs_out()
+            self._regs_out(every=True)
             super().sset(name, value, idx)
             self._regs_in()
             return
@@ -289,23 +297,48 @@ class _BlockEmitter(Emitter):
     def _in_entry(self):
         """Emit into the entry block (before its branch, once it has one), then come back:
         what is emitted there dominates the whole block."""
+        if self._entry_depth:      # already there (nested: a pointer made for an entry load)
+            yield
+            return
         back, entry = self.b.block, self.entry_block
         if entry.is_terminated:
             self.b.position_before(entry.terminator)
         else:
             self.b.position_at_end(entry)
+        self._entry_depth += 1
         try:
             yield
         finally:
+            self._entry_depth -= 1
             self.b.position_at_end(back)
 
-    def _regs_out(self):
-        for i, r in enumerate(self.regs):
-            Emitter.sset(self, "regs", r.get(), i)
+    def _reg(self, k: int) -> V:
+        """GPR ``k``'s current value; the first use makes the entry block load it (every
+        path through the block then starts from the state's value)."""
+        if k not in self._loaded:
+            self._loaded.add(k)
+            with self._in_entry():
+                self.regs[k].set(Emitter.sget(self, "regs", k))
+        return self.regs[k].get()
+
+    def _regs_out(self, every: bool = False):
+        """Write the GPRs back: with ``lazy_regs`` only those the block has set so far (the
+        others still hold the state's value on every path here), unless ``every``."""
+        for i in range(8):
+            if every or not self.lazy_regs or i in self._dirty:
+                Emitter.sset(self, "regs", self._reg(i), i)
 
     def _regs_in(self):
         for i, r in enumerate(self.regs):
             r.set(Emitter.sget(self, "regs", i))
+        if not self.lazy_regs:
+            self._loaded.update(range(8))
+
+    def enter(self):
+        """The block's prologue: the state's locals, and the GPRs unless they load lazily."""
+        Emitter.sync_in(self)
+        if not self.lazy_regs:
+            self._regs_in()
 
     def sync_out(self):
         super().sync_out()
@@ -454,7 +487,9 @@ class BlockTranslator:
         e.fault_bb = e.block("fault")
         done = e.block("done")
         insn_start = e.var(32)
-        e.sync_in()
+        e.lazy_regs = not any(d.branch_target(eip + (d.offset - offset) + d.length) == eip
+                              for d in insns)
+        e.enter()
         self.tsc_base.set(e.sget("tsc"))
         e.sset("shadow", e.c(0))
         first = e.block("i0")
