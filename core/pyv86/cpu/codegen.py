@@ -12,7 +12,8 @@ from . import isa, system
 from . import fpu  # noqa: F401  (registers the x87 opcodes in isa.OPS)
 from .dsl import (CB_INTR_ACK, I8, I8P, I32, I64, Emitter, V, ST_EXIT)
 from .flags import emit_cc_compute
-from .jitabi import BLOCK_TYPE, BRANCHES, JIT_EXIT, JIT_FAULT, JIT_SYNC, emit_lookup, helper_symbol
+from .jitabi import (BLOCK_TYPE, BRANCHES, FN_OFFSET, JIT_EXIT, JIT_FAULT, JIT_SYNC, code_slot,
+                     emit_lookup, entry_field, helper_symbol)
 
 RUN_NAME = "pyv86_run"
 
@@ -348,16 +349,11 @@ class Generator:
         its slot holds a translation (maybe for this target) or the count reaches the request
         threshold: it makes those decisions (see :meth:`emit_jit_dispatch_fn`)."""
         e = self.e
-        lin = e.lget("cs_base") + e.lget("eip")
-        idx = (lin >> 12) & (S.TLB_SIZE - 1)
-        tag = e.sget("tlb_tag", (e.cpl_kind() << S.TLB_BITS) + idx)
+        in_tlb, locate = code_slot(e, e.lget("cs_base") + e.lget("eip"))
         done = e.var(1, 1)                # not in the TLB: the dispatcher would do nothing
-        with e.if_(tag.eq((lin & ~0xFFF) | 1)):
-            phys = lin + e.sget("tlb_delta", idx)
-            slot = (phys ^ (phys >> S.JIT_TABLE_BITS)) & (S.JIT_TABLE_SIZE - 1)
-            ent = e.sget("jit_table") + slot.zx(64) * S.JIT_ENTRY_SIZE
-            fn = V(e, e.b.load(e.b.inttoptr((ent + 24).v, I64.as_pointer())))
-            hot_ptr = e.b.inttoptr((e.sget("jit_hot") + slot.zx(64) * 4).v, I32.as_pointer())
+        with e.if_(in_tlb):
+            _phys, _slot, ent, hot_ptr = locate()
+            fn = entry_field(e, ent, FN_OFFSET, 64)[1]
             count = V(e, e.b.load(hot_ptr)) + 1
             counted = fn.eq(0) & count.ne(e.sget("jit_threshold"))
             with e.if_(counted):

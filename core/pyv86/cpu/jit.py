@@ -224,7 +224,7 @@ class _BlockEmitter(Emitter):
                 self.regs[k].set(self.v(value))
                 self._dirty.add(k)
                 return
-            self._regs_out(every=True)
+            self._regs_out()
             super().sset(name, value, idx)
             self._regs_in()
             return
@@ -321,11 +321,11 @@ class _BlockEmitter(Emitter):
                 self.regs[k].set(Emitter.sget(self, "regs", k))
         return self.regs[k].get()
 
-    def _regs_out(self, every: bool = False):
+    def _regs_out(self):
         """Write the GPRs back: with ``lazy_regs`` only those the block has set so far (the
-        others still hold the state's value on every path here), unless ``every``."""
+        others still hold the state's value on every path here)."""
         for i in range(8):
-            if every or not self.lazy_regs or i in self._dirty:
+            if not self.lazy_regs or i in self._dirty:
                 Emitter.sset(self, "regs", self._reg(i), i)
 
     def _regs_in(self):

@@ -32,6 +32,34 @@ def helper_symbol(name: str) -> str:
     return HELPER_PREFIX + name
 
 
+def code_slot(e, lin):
+    """The code page test for linear address ``lin``: returns the i1 "its page is in the TLB"
+    and ``locate()``, which (emitted where that holds) gives the physical address, the table
+    slot, its entry's address and the pointer to its hit counter."""
+    from .dsl import I32
+    idx = (lin >> 12) & (S.TLB_SIZE - 1)
+    tag = e.sget("tlb_tag", (e.cpl_kind() << S.TLB_BITS) + idx)
+
+    def locate():
+        phys = lin + e.sget("tlb_delta", idx)      # a RAM page (the TLB holds no others)
+        slot = (phys ^ (phys >> S.JIT_TABLE_BITS)) & (S.JIT_TABLE_SIZE - 1)
+        ent = e.sget("jit_table") + slot.zx(64) * S.JIT_ENTRY_SIZE
+        hot_ptr = e.b.inttoptr((e.sget("jit_hot") + slot.zx(64) * 4).v, I32.as_pointer())
+        return phys, slot, ent, hot_ptr
+    return tag.eq((lin & ~0xFFF) | 1), locate
+
+
+def entry_field(e, ent, off, bits=32):
+    """(pointer, loaded value) of the field at byte ``off`` of the table entry at ``ent``."""
+    from .dsl import V
+    p = e.b.inttoptr((ent + off).v, ir.IntType(bits).as_pointer())
+    return p, V(e, e.b.load(p))
+
+
+FN_OFFSET = 24
+"""Where a table entry keeps the block's address (0: no translation)."""
+
+
 def emit_lookup(e, eip, on_current, on_other=None):
     """Emit the translation-table lookup for the code at ``eip`` (emitter ``e``, in run() or a
     block).  ``on_current(t)`` is emitted where a current translation exists, ``on_other(t)``
@@ -41,26 +69,19 @@ def emit_lookup(e, eip, on_current, on_other=None):
     looked up otherwise)."""
     from .dsl import I32, V
     lin = e.sget("seg_base", S.CS) + eip     # (the state is synced wherever this runs)
-    idx = (lin >> 12) & (S.TLB_SIZE - 1)
-    tag = e.sget("tlb_tag", (e.cpl_kind() << S.TLB_BITS) + idx)
-    in_tlb = tag.eq((lin & ~0xFFF) | 1)
+    in_tlb, locate = code_slot(e, lin)
     with e.if_(in_tlb):
-        phys = lin + e.sget("tlb_delta", idx)      # a RAM page (the TLB holds no others)
-        slot = (phys ^ (phys >> S.JIT_TABLE_BITS)) & (S.JIT_TABLE_SIZE - 1)
-        ent = e.sget("jit_table") + slot.zx(64) * S.JIT_ENTRY_SIZE
+        phys, slot, ent, hot_ptr = locate()
 
         def field(off, bits=32):
-            p = e.b.inttoptr((ent + off).v, ir.IntType(bits).as_pointer())
-            return p, V(e, e.b.load(p))
-        fn_ptr, fn = field(24, 64)
+            return entry_field(e, ent, off, bits)
+        fn_ptr, fn = field(FN_OFFSET, 64)
         gen = V(e, e.b.load(e.b.inttoptr((e.sget("jit_page_gen") + (phys >> 12).zx(64) * 4).v,
                                          I32.as_pointer())))
         match = (field(4)[1].eq(phys) & field(0)[1].eq(eip) & field(8)[1].eq(e.sget("code32"))
                  & fn.ne(0))
         t = SimpleNamespace(phys=phys, slot=slot, fn=fn, ninsn=field(16)[1], match=match,
-                            fn_ptr=fn_ptr,
-                            hot_ptr=e.b.inttoptr((e.sget("jit_hot") + slot.zx(64) * 4).v,
-                                                 I32.as_pointer()))
+                            fn_ptr=fn_ptr, hot_ptr=hot_ptr)
         with e.if_else(match & field(12)[1].eq(gen), likely=True) as (cur, other):
             with cur:
                 on_current(t)
