@@ -36,6 +36,15 @@ from typing import Any
 
 TARGET_MB_PER_S = 10.0
 ROOT = Path(__file__).resolve().parent.parent
+GUEST_ADDRESSES = ("10.99.0.1", "10.99.0.2")
+"""The receiver's and the sender's IPv4 addresses in every guest TCP transfer."""
+NO_GUEST_IMAGE = {"mb_per_s": None, "reason": "no guest image: run `pyv86 guest build` first"}
+
+
+def guest_image() -> tuple[Path, Path]:
+    """The guest image's kernel and initramfs (they may not exist yet)."""
+    from pyv86.paths import resolve_file
+    return resolve_file("guest:vmlinuz", ROOT), resolve_file("guest:initramfs.cpio.gz", ROOT)
 
 
 def _machine(name: str, hub: str) -> Any:
@@ -270,7 +279,7 @@ def _window_breakdown(path: Path, key: str) -> dict[str, Any] | None:
 
 
 def guest_pair_tcp(rx_url: str, tx_url: str, megabytes: int, timeout: float, *,
-                   wrap: list[str] | None = None, addresses: tuple[str, str] = ("10.99.0.1", "10.99.0.2"),
+                   wrap: list[str] | None = None, addresses: tuple[str, str] = GUEST_ADDRESSES,
                    breakdown: bool = False) -> dict[str, Any]:
     """TCP from a sender guest on netdev ``tx_url`` to a receiver guest on ``rx_url``.
 
@@ -283,11 +292,9 @@ def guest_pair_tcp(rx_url: str, tx_url: str, megabytes: int, timeout: float, *,
     instrumented (a few % slower) and the result says where its time went per data frame.
     Reused by ``benchmarks/relay.py``.
     """
-    from pyv86.paths import resolve_file
-
-    kernel = resolve_file("guest:vmlinuz", ROOT)
+    kernel = guest_image()[0]
     if not kernel.exists():
-        return {"mb_per_s": None, "reason": "no guest image: run `pyv86 guest build` first"}
+        return dict(NO_GUEST_IMAGE)
     base = (ROOT / "examples" / "machines" / "linux.toml").read_text()
     tmp = Path(tempfile.mkdtemp(prefix="pyv86-net-bench-"))
     files = []
@@ -360,7 +367,7 @@ def _transfer_figures(megabytes: int, tx_out: str, rx_out: str) -> dict[str, Any
             "sender_counters": _tcpstat(tx_out), "receiver_counters": _tcpstat(rx_out)}
 
 
-QEMU_CMDLINE_DROP = ("tsc_early_khz=", "tsc=")
+PEER_CMDLINE_DROP = ("tsc_early_khz=", "tsc=")
 """pyv86's command line tells Linux the TSC's rate (1 GHz of guest time); a peer's TSC runs
 at the host's (QEMU) or its own (v86), so the peer's guest measures it."""
 
@@ -372,15 +379,14 @@ def qemu_pair_tcp(megabytes: int, timeout: float) -> dict[str, Any]:
     import socket
 
     from pyv86.guest.qemu import QemuError, QemuGuest, qemu_binary
-    from pyv86.paths import resolve_file
 
     try:
         qemu_binary()
     except QemuError as exc:
         return {"mb_per_s": None, "reason": str(exc)}
-    kernel, initrd = resolve_file("guest:vmlinuz", ROOT), resolve_file("guest:initramfs.cpio.gz", ROOT)
+    kernel, initrd = guest_image()
     if not kernel.exists():
-        return {"mb_per_s": None, "reason": "no guest image: run `pyv86 guest build` first"}
+        return dict(NO_GUEST_IMAGE)
     cmdline = peer_cmdline()
     with socket.socket() as probe:  # a free loopback port for the receiver's QEMU to listen on
         probe.bind(("127.0.0.1", 0))
@@ -403,7 +409,7 @@ def shell_pair_tcp(rx: Any, tx: Any, megabytes: int, timeout: float,
     (:class:`pyv86.guest.shell.ShellCommands`); ``errors`` is what their drivers raise."""
     import threading
 
-    rx_cmd, tx_cmd = _tcp_commands(megabytes, "10.99.0.1", "10.99.0.2")
+    rx_cmd, tx_cmd = _tcp_commands(megabytes, *GUEST_ADDRESSES)
     out: dict[str, Any] = {}
 
     def receive() -> None:
@@ -427,7 +433,7 @@ def shell_pair_tcp(rx: Any, tx: Any, megabytes: int, timeout: float,
 def peer_cmdline() -> str:
     """pyv86's default kernel command line without what only holds for pyv86's TSC."""
     from pyv86.boot.linux import DEFAULT_CMDLINE
-    return " ".join(w for w in DEFAULT_CMDLINE.split() if not w.startswith(QEMU_CMDLINE_DROP))
+    return " ".join(w for w in DEFAULT_CMDLINE.split() if not w.startswith(PEER_CMDLINE_DROP))
 
 
 def _transfer_line(label: str, run: dict[str, Any], note: str) -> str:

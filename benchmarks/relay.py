@@ -295,7 +295,6 @@ def guest_tcp_relay(megabytes: int, timeout: float, breakdown: bool = False) -> 
 def v86_tcp_relay(megabytes: int, timeout: float) -> dict[str, Any]:
     """The peer: the same guests and commands in two real v86 instances (``network_relay_url``)
     on the same ``pyv86 relay serve``."""
-    from pyv86.paths import resolve_file
     from pyv86.peers.v86 import V86Error, V86Guest, check_host
 
     try:
@@ -303,10 +302,9 @@ def v86_tcp_relay(megabytes: int, timeout: float) -> dict[str, Any]:
     except V86Error as exc:
         return {"mb_per_s": None, "reason": str(exc)}
     nt = _net_throughput()
-    kernel = resolve_file("guest:vmlinuz", nt.ROOT)
-    initrd = resolve_file("guest:initramfs.cpio.gz", nt.ROOT)
+    kernel, initrd = nt.guest_image()
     if not kernel.exists():
-        return {"mb_per_s": None, "reason": "no guest image: run `pyv86 guest build` first"}
+        return dict(nt.NO_GUEST_IMAGE)
     served: dict[str, Any] = {}
     try:
         with _relay_server() as served:
