@@ -47,10 +47,10 @@ def run_machine_file(args: argparse.Namespace, plugins: Any) -> int:
             r = jit.report()
             log.info("%s: JIT: %s of them in translated blocks (%d blocks entered); %d blocks "
                      "translated in %d batches (%.1f s of compile thread), %d from the cache, "
-                     "%d invalidated pages, %d stale, %d untranslatable", config.path,
+                     "%d invalidated pages, %d stale, %d untranslatable, %d evicted by others", config.path,
                      f"{r['jit_instructions']:,}", r["blocks_entered"], r["translated"],
                      r["batches"], r["compile_s"], r["cache_hits"], r["invalidations"], r["stale"],
-                     r["untranslatable"])
+                     r["untranslatable"], r["evicted"])
     else:
         log.info("%s: stopped (%s)", config.path, reason)
     if console is not None and console.exec_session is not None:

@@ -13,7 +13,7 @@ from . import fpu  # noqa: F401  (registers the x87 opcodes in isa.OPS)
 from .dsl import (CB_INTR_ACK, I8, I8P, I32, I64, Emitter, V, ST_EXIT)
 from .flags import emit_cc_compute
 from .jitabi import (BLOCK_TYPE, BRANCHES, FN_OFFSET, JIT_EXIT, JIT_FAULT, JIT_SYNC, code_slot,
-                     emit_lookup, entry_field, helper_symbol)
+                     count_miss, emit_lookup, entry_field, helper_symbol)
 
 RUN_NAME = "pyv86_run"
 
@@ -346,16 +346,16 @@ class Generator:
         """The dispatcher's common case, inline and without syncing the state: no translation
         can start at this branch target, so only its hit counter goes up. True when that was
         all there was to do. The dispatcher is still called when the code page is mapped and
-        its slot holds a translation (maybe for this target) or the count reaches the request
+        its set holds a translation (maybe for this target) or the count reaches the request
         threshold: it makes those decisions (see :meth:`emit_jit_dispatch_fn`)."""
         e = self.e
         in_tlb, locate = code_slot(e, e.lget("cs_base") + e.lget("eip"))
         done = e.var(1, 1)                # not in the TLB: the dispatcher would do nothing
         with e.if_(in_tlb):
             _phys, _slot, ent, hot_ptr = locate()
-            fn = entry_field(e, ent, FN_OFFSET, 64)[1]
+            fns = [entry_field(e, ent + w * S.JIT_ENTRY_SIZE, FN_OFFSET, 64)[1] for w in range(S.JIT_WAYS)]
             count = V(e, e.b.load(hot_ptr)) + 1
-            counted = fn.eq(0) & count.ne(e.sget("jit_threshold"))
+            counted = (fns[0] | fns[1]).eq(0) & count.ne(e.sget("jit_threshold"))
             with e.if_(counted):
                 e.b.store(count.v, hot_ptr)
             done.set(counted)
@@ -385,23 +385,7 @@ class Generator:
                 e.sset("jit_calls", e.sget("jit_calls") + 1)
                 e.sset("jit_insns", e.sget("jit_insns") + k.zx(64))
 
-        def other(t):
-            with e.if_(t.match):   # its page was written since: forget it
-                e.b.store(ir.Constant(I64, 0), t.fn_ptr)
-                e.b.store(ir.Constant(I32, 0), t.hot_ptr)
-            count = V(e, e.b.load(t.hot_ptr)) + 1
-            e.b.store(count.v, t.hot_ptr)
-            with e.if_(count.eq(e.sget("jit_threshold"))):
-                nreq = e.sget("jit_nreq")
-                with e.if_(nreq.ult(e.sget("jit_req_cap"))):
-                    req = e.sget("jit_req") + nreq.zx(64) * 16
-                    for off, v in ((0, eip), (4, t.phys), (8, e.sget("code32")), (12, t.slot)):
-                        e.b.store(v.v, e.b.inttoptr((req + off).v, I32.as_pointer()))
-                    e.sset("jit_nreq", nreq + 1)
-                    with e.if_(e.sget("jit_sync").ne(0)):
-                        e.sset("exit_reason", e.c(S.EXIT_JIT))
-                        e.sset("jit_status", e.c(JIT_SYNC))
-        emit_lookup(e, eip, current, other)
+        emit_lookup(e, eip, current, lambda t: count_miss(e, eip, t))
         e.b.ret(out.get().v)
         self._terminate(fn)
 

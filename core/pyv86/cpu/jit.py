@@ -36,7 +36,7 @@ from . import isa, system
 from . import state as S
 from .blockdecode import Decoded, decode_block
 from .dsl import I1, I8P, I32, Emitter, V, Var
-from .jitabi import BLOCK_TYPE, JIT_EXIT, JIT_FAULT, emit_lookup, helper_symbol
+from .jitabi import BLOCK_TYPE, JIT_EXIT, JIT_FAULT, count_miss, emit_lookup, helper_symbol
 
 MAX_BLOCK_INSNS = 48
 
@@ -577,7 +577,7 @@ class BlockTranslator:
                     r = e.b.call(fp, [e.state, e.ram, left.v, total.v], tail="musttail")
                     e.b.ret(r)
                     e.dead()
-            emit_lookup(e, e.lget("eip"), chain)
+            emit_lookup(e, e.lget("eip"), chain, lambda t: count_miss(e, e.lget("eip"), t))
         e.b.ret(total.v)
         for bb in fn.blocks:
             if not bb.is_terminated:

@@ -35,14 +35,15 @@ def helper_symbol(name: str) -> str:
 def code_slot(e, lin):
     """The code page test for linear address ``lin``: returns the i1 "its page is in the TLB"
     and ``locate()``, which (emitted where that holds) gives the physical address, the table
-    slot, its entry's address and the pointer to its hit counter."""
+    slot (the first of its set's :data:`~pyv86.cpu.state.JIT_WAYS` entries), that entry's
+    address and the pointer to the set's hit counter."""
     from .dsl import I32
     idx = (lin >> 12) & (S.TLB_SIZE - 1)
     tag = e.sget("tlb_tag", (e.cpl_kind() << S.TLB_BITS) + idx)
 
     def locate():
         phys = lin + e.sget("tlb_delta", idx)      # a RAM page (the TLB holds no others)
-        slot = (phys ^ (phys >> S.JIT_TABLE_BITS)) & (S.JIT_TABLE_SIZE - 1)
+        slot = (phys ^ (phys >> S.JIT_TABLE_BITS)) & (S.JIT_TABLE_SIZE - S.JIT_WAYS)
         ent = e.sget("jit_table") + slot.zx(64) * S.JIT_ENTRY_SIZE
         hot_ptr = e.b.inttoptr((e.sget("jit_hot") + slot.zx(64) * 4).v, I32.as_pointer())
         return phys, slot, ent, hot_ptr
@@ -65,27 +66,57 @@ def emit_lookup(e, eip, on_current, on_other=None):
     block).  ``on_current(t)`` is emitted where a current translation exists, ``on_other(t)``
     where none does (or a stale one); ``t`` has ``phys``, ``slot``, ``fn`` (the block's
     address), ``ninsn``, ``match`` (an entry for this address, maybe stale) and the pointers
-    ``fn_ptr`` and ``hot_ptr``.  Returns the i1 "the code page is in the TLB" (nothing is
+    ``fn_ptr`` and ``hot_ptr``.  The set's ways are searched in order.  Returns the i1 "the code page is in the TLB" (nothing is
     looked up otherwise)."""
     from .dsl import I32, V
     lin = e.sget("seg_base", S.CS) + eip     # (the state is synced wherever this runs)
     in_tlb, locate = code_slot(e, lin)
     with e.if_(in_tlb):
         phys, slot, ent, hot_ptr = locate()
-
-        def field(off, bits=32):
-            return entry_field(e, ent, off, bits)
-        fn_ptr, fn = field(FN_OFFSET, 64)
         gen = V(e, e.b.load(e.b.inttoptr((e.sget("jit_page_gen") + (phys >> 12).zx(64) * 4).v,
                                          I32.as_pointer())))
-        match = (field(4)[1].eq(phys) & field(0)[1].eq(eip) & field(8)[1].eq(e.sget("code32"))
-                 & fn.ne(0))
-        t = SimpleNamespace(phys=phys, slot=slot, fn=fn, ninsn=field(16)[1], match=match,
-                            fn_ptr=fn_ptr, hot_ptr=hot_ptr)
-        with e.if_else(match & field(12)[1].eq(gen), likely=True) as (cur, other):
+        code32 = e.sget("code32")
+
+        def way(w):
+            """(entry for this address?, current?, fn pointer, fn, instruction count) of way w."""
+            at = ent + w * S.JIT_ENTRY_SIZE
+            fn_ptr, fn = entry_field(e, at, FN_OFFSET, 64)
+            match = (entry_field(e, at, 4)[1].eq(phys) & entry_field(e, at, 0)[1].eq(eip)
+                     & entry_field(e, at, 8)[1].eq(code32) & fn.ne(0))
+            return match, match & entry_field(e, at, 12)[1].eq(gen), fn_ptr, fn, entry_field(e, at, 16)[1]
+        m0, c0, p0, f0, n0 = way(0)
+        m1, c1, p1, f1, n1 = way(1)
+        t = SimpleNamespace(phys=phys, slot=slot, fn=e.sel(c0, f0, f1), ninsn=e.sel(c0, n0, n1),
+                            match=m0 | m1, fn_ptr=e.b.select(m0.v, p0, p1), hot_ptr=hot_ptr)
+        with e.if_else(c0 | c1, likely=True) as (cur, other):
             with cur:
                 on_current(t)
             with other:
                 if on_other is not None:
                     on_other(t)
     return in_tlb
+
+
+def count_miss(e, eip, t):
+    """Count a hit for ``eip``, which has no current translation (``t`` from
+    :func:`emit_lookup`; a stale entry for it is forgotten), and file a translation request
+    when the count reaches the threshold. Emitted by the dispatcher, and by a block that ends
+    where no translation continues it: the interpreter counts only the targets of the
+    branches it executes itself, so without the block's count the code after a side exit or
+    after a block's last instruction would never become hot."""
+    from .dsl import I32, I64, V
+    with e.if_(t.match):   # its page was written since: forget it
+        e.b.store(ir.Constant(I64, 0), t.fn_ptr)
+        e.b.store(ir.Constant(I32, 0), t.hot_ptr)
+    count = V(e, e.b.load(t.hot_ptr)) + 1
+    e.b.store(count.v, t.hot_ptr)
+    with e.if_(count.eq(e.sget("jit_threshold"))):
+        nreq = e.sget("jit_nreq")
+        with e.if_(nreq.ult(e.sget("jit_req_cap"))):
+            req = e.sget("jit_req") + nreq.zx(64) * 16
+            for off, v in ((0, eip), (4, t.phys), (8, e.sget("code32")), (12, t.slot)):
+                e.b.store(v.v, e.b.inttoptr((req + off).v, I32.as_pointer()))
+            e.sset("jit_nreq", nreq + 1)
+            with e.if_(e.sget("jit_sync").ne(0)):
+                e.sset("exit_reason", e.c(S.EXIT_JIT))
+                e.sset("jit_status", e.c(JIT_SYNC))

@@ -1,7 +1,7 @@
 """The block JIT's runtime: translation table, hot-block requests, compile process, invalidation.
 
 Native side (``codegen.emit_jit_dispatch``): at every branch target the interpreter looks up
-``(EIP, physical address, code size)`` in a direct-mapped table of translated blocks.  A
+``(EIP, physical address, code size)`` in a two-way set-associative table of translated blocks.  A
 miss bumps a counter; when it reaches the threshold the address is appended to a request
 ring.  Python side (this module), between two ``run()`` calls on the machine thread:
 
@@ -184,7 +184,8 @@ class JitRuntime:
         self._probed: set[tuple[int, int, bool]] = set()
         self.stats = {"requests": 0, "translated": 0, "untranslatable": 0, "installed": 0,
                       "stale": 0, "skipped_pages": 0, "flushes": 0, "batches": 0, "compile_s": 0.0,
-                      "host_invalidations": 0, "errors": 0, "deferred": 0, "cache_hits": 0}
+                      "host_invalidations": 0, "errors": 0, "deferred": 0, "cache_hits": 0,
+                      "evicted": 0}
         self.attach()
 
     # ------------------------------------------------------------------ wiring
@@ -421,7 +422,7 @@ class JitRuntime:
         if self.page_gen[page] != job.gen or not self.code_pages[page]:
             self.stats["stale"] += 1
             return
-        ent = self.table[job.slot]
+        ent = self.table[job.slot + self._way_for(job)]
         ent["eip"], ent["phys"], ent["mode"] = job.eip, job.phys, int(job.code32)
         ent["gen"], ent["ninsn"], ent["fn"] = job.gen, ninsn, fn
         self.hot[job.slot] = 0
@@ -429,6 +430,23 @@ class JitRuntime:
         if self.stats["installed"] > self.max_blocks * (self.stats["flushes"] + 1):
             log.info("pyv86 JIT: code cache full (%d blocks); starting over", self.max_blocks)
             self.flush()
+
+    def _way_for(self, job: _Job) -> int:
+        """The way of the job's set its translation goes to: the one that holds this block
+        already, else an empty one, else one whose translation is stale; else the first
+        way's translation moves to the second (the older one there is dropped)."""
+        ways = self.table[job.slot:job.slot + S.JIT_WAYS]
+        for w in range(S.JIT_WAYS):
+            ent = ways[w]
+            if (ent["fn"] == 0 or (ent["eip"] == job.eip and ent["phys"] == job.phys
+                                   and ent["mode"] == int(job.code32))):
+                return w
+        for w in range(S.JIT_WAYS):
+            if ways[w]["gen"] != self.page_gen[int(ways[w]["phys"]) >> 12]:
+                return w
+        ways[1:] = ways[:-1].copy()
+        self.stats["evicted"] += 1
+        return 0
 
     def wait_idle(self, timeout: float = 60.0) -> None:
         """Wait until every submitted batch is linked (tests, benchmarks)."""

@@ -21,17 +21,21 @@ TLB_SIZE = 1 << TLB_BITS
 # TLB access kinds: supervisor read, supervisor write, user read, user write
 TLB_KINDS = 4
 
-# block JIT translation table (direct mapped by physical address); one entry is 32 bytes:
+# block JIT translation table: sets of JIT_WAYS entries chosen by a hash of the physical
+# address (two hot blocks whose addresses hash alike both stay translated; with one way they
+# evicted each other again and again). One entry is 32 bytes:
 # u32 eip, u32 phys, u32 code32, u32 page generation, u32 instruction count, u32 pad, u64 fn
-JIT_TABLE_BITS = 14
+JIT_TABLE_BITS = 16
 JIT_TABLE_SIZE = 1 << JIT_TABLE_BITS
+JIT_WAYS = 2
 JIT_ENTRY_SIZE = 32
 JIT_REQ_CAP = 256
 
 
 def jit_slot(phys: int) -> int:
-    """Table slot of a block starting at physical address ``phys`` (codegen emits the same)."""
-    return (phys ^ (phys >> JIT_TABLE_BITS)) & (JIT_TABLE_SIZE - 1)
+    """First table entry of the set of a block at physical address ``phys`` (codegen emits the
+    same); the set's hit counter has the same index."""
+    return (phys ^ (phys >> JIT_TABLE_BITS)) & (JIT_TABLE_SIZE - JIT_WAYS)
 
 SEG_NAMES = ("es", "cs", "ss", "ds", "fs", "gs", "ldtr", "tr")
 ES, CS, SS, DS, FS, GS, LDTR, TR = range(8)
