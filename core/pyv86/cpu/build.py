@@ -31,10 +31,10 @@ def _llvm():
     return llvm
 
 
-def _tm(llvm, opt):
+def _tm(llvm, opt, reloc="pic", codemodel="jitdefault"):
     target = llvm.Target.from_default_triple()
-    return target.create_target_machine(cpu=TARGET_CPU, features="", opt=opt, reloc="pic",
-                                        codemodel="jitdefault", jit=True)
+    return target.create_target_machine(cpu=TARGET_CPU, features="", opt=opt, reloc=reloc,
+                                        codemodel=codemodel, jit=True)
 
 
 def opt_level() -> int:

@@ -221,6 +221,8 @@ class JitRuntime:
         self._backlog = []
         if self.tcache is not None:
             self.tcache.unload()
+        from .jit import new_link_generation
+        new_link_generation()
         self._probed.clear()
         self.stats["flushes"] += 1
 
@@ -404,7 +406,7 @@ class JitRuntime:
         self.stats["batches"] += 1
         self.stats["compile_s"] += seconds
         ee = load_object(obj) if obj else None
-        if ee is not None:
+        if ee is not None and all(e is not ee for e in self._engines):
             self._engines.append(ee)
             if self.tcache is not None:
                 self.tcache.store(obj, [(j.key, r[0], r[1], j.code[:j.size])
