@@ -130,3 +130,58 @@ def test_linux_boot_is_the_same_on_both_tiers(tmp_path):
     assert r["mismatch"] is None, r["mismatch"]
     assert r["checkpoints"] == 4
     assert r["jit"]["jit_instructions"] > 5_000_000, r["jit"]
+
+
+def test_code_reached_only_by_a_blocks_side_exit_becomes_hot():
+    # mov ecx, 20000 ; xor eax, eax
+    # L: cmp ecx, 5000 ; jb T ; dec ecx ; jmp L        (one block that loops on itself)
+    # T: add eax, ecx ; dec ecx ; jnz L ; hlt          (reached only once ecx < 5000, through
+    #                                                   the translated L's side exit)
+    code = (b"\xb9" + struct.pack("<I", 20_000) + b"\x31\xc0"
+            + b"\x81\xf9" + struct.pack("<I", 5000) + b"\x72\x03\x49\xeb\xf5"
+            + b"\x01\xc8\x49\x75\xf0\xf4")
+    out = []
+    for jit in (False, dict(SYNC, threshold=50)):
+        cpu, mem, host = flat_cpu(ram=8 << 20)
+        cpu.set_jit(jit)
+        load(cpu, mem, code, at=CODE)
+        n = run_to_halt(cpu)
+        out.append((n, cpu.get_reg("eax"), cpu.get_reg("eflags"), cpu.jit.report() if cpu.jit else None))
+    (n1, eax1, f1, _), (n2, eax2, f2, rep) = out
+    assert (n1, eax1, f1) == (n2, eax2, f2) and eax1 == sum(range(5000))
+    # T was counted at the side exit and translated: almost nothing ran interpreted
+    assert rep["jit_instructions"] > 0.97 * n2, rep
+
+
+def _same_set_code():
+    """A loop calling A and B, two functions whose physical addresses share a translation
+    table set (with a direct-mapped table they evicted each other at every call)."""
+    from pyv86.cpu.state import jit_slot
+    a, b = 0x110000, 0x120000
+    while jit_slot(b) != jit_slot(a):
+        b += 1
+    # mov ecx, 20000 ; xor eax, eax ; xor edx, edx ; L: call A ; call B ; dec ecx ; jnz L ; hlt
+    main = b"\xb9" + struct.pack("<I", 20_000) + b"\x31\xc0\x31\xd2"
+    call_a = CODE + len(main)
+    main += b"\xe8" + struct.pack("<i", a - (call_a + 5))
+    main += b"\xe8" + struct.pack("<i", b - (call_a + 10))
+    main += b"\x49\x75" + bytes([((call_a - CODE) - (len(main) + 3)) & 0xFF]) + b"\xf4"
+    return main, a, b
+
+
+def test_hot_blocks_that_hash_alike_both_stay_translated():
+    main, a, b = _same_set_code()
+    out = []
+    for jit in (False, SYNC):
+        cpu, mem, host = flat_cpu(ram=8 << 20)
+        cpu.set_jit(jit)
+        load(cpu, mem, main, at=CODE)
+        load(cpu, mem, b"\x83\xc0\x01\xc3", at=a)     # A: add eax, 1 ; ret
+        load(cpu, mem, b"\x83\xc2\x03\xc3", at=b)     # B: add edx, 3 ; ret
+        cpu.set_reg("eip", CODE)
+        n = run_to_halt(cpu)
+        out.append((n, cpu.get_reg("eax"), cpu.get_reg("edx"), cpu.jit.report() if cpu.jit else None))
+    (n1, a1, d1, _), (n2, a2, d2, rep) = out
+    assert (n1, a1, d1) == (n2, a2, d2) == (n1, 20_000, 60_000)
+    assert rep["evicted"] == 0 and rep["translated"] < 10, rep
+    assert rep["jit_instructions"] > 0.99 * n2, rep
