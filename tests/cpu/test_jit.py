@@ -185,3 +185,24 @@ def test_hot_blocks_that_hash_alike_both_stay_translated():
     assert (n1, a1, d1) == (n2, a2, d2) == (n1, 20_000, 60_000)
     assert rep["evicted"] == 0 and rep["translated"] < 10, rep
     assert rep["jit_instructions"] > 0.99 * n2, rep
+
+
+def test_every_compiled_batch_is_kept_on_disk(tmp_path, monkeypatch):
+    # sync mode compiles each block in a batch of its own: all of them must be stored (every
+    # object is linked into one shared engine, and the store once followed only the first)
+    monkeypatch.setenv("PYV86_CACHE_DIR", str(tmp_path))
+    main, a, b = _same_set_code()
+    reports = []
+    for _ in range(2):
+        cpu, mem, host = flat_cpu(ram=8 << 20)
+        cpu.set_jit(dict(SYNC, cache=True))
+        load(cpu, mem, main, at=CODE)
+        load(cpu, mem, b"\x83\xc0\x01\xc3", at=a)
+        load(cpu, mem, b"\x83\xc2\x03\xc3", at=b)
+        cpu.set_reg("eip", CODE)
+        run_to_halt(cpu)
+        assert (cpu.get_reg("eax"), cpu.get_reg("edx")) == (20_000, 60_000)
+        reports.append(cpu.jit.report())
+    assert reports[0]["translated"] >= 4 and reports[0]["batches"] >= 4, reports[0]
+    assert reports[1]["translated"] == 0, reports[1]
+    assert reports[1]["cache_hits"] >= reports[0]["translated"], reports[1]

@@ -406,8 +406,9 @@ class JitRuntime:
         self.stats["batches"] += 1
         self.stats["compile_s"] += seconds
         ee = load_object(obj) if obj else None
-        if ee is not None and all(e is not ee for e in self._engines):
-            self._engines.append(ee)
+        if ee is not None:
+            if all(e is not ee for e in self._engines):    # (one engine holds many objects)
+                self._engines.append(ee)
             if self.tcache is not None:
                 self.tcache.store(obj, [(j.key, r[0], r[1], j.code[:j.size])
                                         for j, r in zip(jobs, out) if r], ee)

@@ -45,6 +45,20 @@ class PicConfig:
         "help": "power-on ELCR: bit n set = IRQ n level-triggered (default IRQ 10 and 11)"})
 
 
+def _best_rank(lowest: int, mask: int) -> int:
+    start = (lowest + 1) & 7
+    for rank in range(8):
+        if mask >> ((start + rank) & 7) & 1:
+            return rank
+    return 8
+
+
+_RANK = tuple(tuple(_best_rank(lowest, mask) for mask in range(256)) for lowest in range(8))
+"""``_RANK[lowest priority input][request mask]``: rank (0 highest) of the best request, 8 if
+none. A table, because the guest's mask writes and EOIs (several per network frame) each
+resolve priorities on both chips."""
+
+
 def _pair(value: int = 0) -> list[int]:
     return [value, value]
 
@@ -142,13 +156,7 @@ class PicPair(Device):
     # priority resolution --------------------------------------------------------------
     def _priority(self, chip: int, mask: int) -> int:
         """Priority rank (0 highest) of the best request in ``mask``; 8 if none."""
-        if not mask:
-            return 8
-        start = (self.state.lowest_priority[chip] + 1) & 7
-        for rank in range(8):
-            if mask >> ((start + rank) & 7) & 1:
-                return rank
-        return 8
+        return _RANK[self.state.lowest_priority[chip] & 7][mask & 0xFF]
 
     def _pending(self, chip: int) -> int:
         """The input this chip would present to the CPU now, or -1."""
