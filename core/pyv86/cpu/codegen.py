@@ -353,9 +353,11 @@ class Generator:
         done = e.var(1, 1)                # not in the TLB: the dispatcher would do nothing
         with e.if_(in_tlb):
             _phys, _slot, ent, hot_ptr = locate()
-            fns = [entry_field(e, ent + w * S.JIT_ENTRY_SIZE, FN_OFFSET, 64)[1] for w in range(S.JIT_WAYS)]
+            fns = e.c(0, 64)
+            for w in range(S.JIT_WAYS):
+                fns = fns | entry_field(e, ent + w * S.JIT_ENTRY_SIZE, FN_OFFSET, 64)[1]
             count = V(e, e.b.load(hot_ptr)) + 1
-            counted = (fns[0] | fns[1]).eq(0) & count.ne(e.sget("jit_threshold"))
+            counted = fns.eq(0) & count.ne(e.sget("jit_threshold"))
             with e.if_(counted):
                 e.b.store(count.v, hot_ptr)
             done.set(counted)

@@ -66,8 +66,8 @@ def emit_lookup(e, eip, on_current, on_other=None):
     block).  ``on_current(t)`` is emitted where a current translation exists, ``on_other(t)``
     where none does (or a stale one); ``t`` has ``phys``, ``slot``, ``fn`` (the block's
     address), ``ninsn``, ``match`` (an entry for this address, maybe stale) and the pointers
-    ``fn_ptr`` and ``hot_ptr``.  The set's ways are searched in order.  Returns the i1 "the code page is in the TLB" (nothing is
-    looked up otherwise)."""
+    ``fn_ptr`` and ``hot_ptr`` (of the way that matched).  Returns the i1 "the code page is in
+    the TLB" (nothing is looked up otherwise)."""
     from .dsl import I32, V
     lin = e.sget("seg_base", S.CS) + eip     # (the state is synced wherever this runs)
     in_tlb, locate = code_slot(e, lin)
@@ -78,17 +78,25 @@ def emit_lookup(e, eip, on_current, on_other=None):
         code32 = e.sget("code32")
 
         def way(w):
-            """(entry for this address?, current?, fn pointer, fn, instruction count) of way w."""
+            """(an entry for this address?, current?, fn pointer, fn, instruction count)."""
             at = ent + w * S.JIT_ENTRY_SIZE
             fn_ptr, fn = entry_field(e, at, FN_OFFSET, 64)
             match = (entry_field(e, at, 4)[1].eq(phys) & entry_field(e, at, 0)[1].eq(eip)
                      & entry_field(e, at, 8)[1].eq(code32) & fn.ne(0))
-            return match, match & entry_field(e, at, 12)[1].eq(gen), fn_ptr, fn, entry_field(e, at, 16)[1]
-        m0, c0, p0, f0, n0 = way(0)
-        m1, c1, p1, f1, n1 = way(1)
-        t = SimpleNamespace(phys=phys, slot=slot, fn=e.sel(c0, f0, f1), ninsn=e.sel(c0, n0, n1),
-                            match=m0 | m1, fn_ptr=e.b.select(m0.v, p0, p1), hot_ptr=hot_ptr)
-        with e.if_else(c0 | c1, likely=True) as (cur, other):
+            current = match & entry_field(e, at, 12)[1].eq(gen)
+            return match, current, fn_ptr, fn, entry_field(e, at, 16)[1]
+        ways = [way(w) for w in range(S.JIT_WAYS)]
+        # the first current way wins (fields of the last way where none is: not used then)
+        _m, _c, fn_ptr, fn, ninsn = ways[-1]
+        for m, c, p, f, n in reversed(ways[:-1]):
+            fn, ninsn = e.sel(c, f, fn), e.sel(c, n, ninsn)
+            fn_ptr = e.b.select(m.v, p, fn_ptr)
+        match = current = e.c(0, 1)
+        for m, c, _p, _f, _n in ways:
+            match, current = match | m, current | c
+        t = SimpleNamespace(phys=phys, slot=slot, fn=fn, ninsn=ninsn, match=match,
+                            fn_ptr=fn_ptr, hot_ptr=hot_ptr)
+        with e.if_else(current, likely=True) as (cur, other):
             with cur:
                 on_current(t)
             with other:

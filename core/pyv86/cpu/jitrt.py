@@ -1,9 +1,9 @@
 """The block JIT's runtime: translation table, hot-block requests, compile process, invalidation.
 
 Native side (``codegen.emit_jit_dispatch``): at every branch target the interpreter looks up
-``(EIP, physical address, code size)`` in a two-way set-associative table of translated blocks.  A
-miss bumps a counter; when it reaches the threshold the address is appended to a request
-ring.  Python side (this module), between two ``run()`` calls on the machine thread:
+``(EIP, physical address, code size)`` in a two-way set-associative table of translated
+blocks.  A miss bumps a counter; when it reaches the threshold the address is appended to a
+request ring.  Python side (this module), between two ``run()`` calls on the machine thread:
 
 * requests are turned into jobs: the block's bytes are copied, the 64-byte lines it reads
   are marked in its page's mask and the page's TLB write tags are dropped (every later write
