@@ -206,3 +206,23 @@ def test_every_compiled_batch_is_kept_on_disk(tmp_path, monkeypatch):
     assert reports[0]["translated"] >= 4 and reports[0]["batches"] >= 4, reports[0]
     assert reports[1]["translated"] == 0, reports[1]
     assert reports[1]["cache_hits"] >= reports[0]["translated"], reports[1]
+
+
+def test_group5_memory_forms_do_not_end_a_block():
+    # L: inc dword [0x200000] ; push dword [0x200000] ; pop eax ; dec dword [0x200004]
+    #    dec ecx ; jnz L ; hlt       -- one block (only call/jmp through group 5 end one)
+    from pyv86.cpu.blockdecode import decode_block
+    body = (b"\xff\x05" + struct.pack("<I", 0x200000) + b"\xff\x35" + struct.pack("<I", 0x200000)
+            + b"\x58\xff\x0d" + struct.pack("<I", 0x200004) + b"\x49\x75\xea\xf4")
+    assert [d.opcode for d in decode_block(body, 0, CODE + 5, True, 48)] == [0xFF, 0xFF, 0x58, 0xFF,
+                                                                          0x49, 0x75, 0xF4]
+    call_ind = b"\xff\xd0\x90"                     # call eax ; nop
+    assert len(decode_block(call_ind, 0, CODE, True, 48)) == 1
+
+    def setup(cpu, mem):
+        cpu.set_reg("ecx", 10_000)
+    (n1, r1, f1, m1, _), (n2, r2, f2, m2, rep) = both_tiers(b"\xb9" + struct.pack("<I", 10_000) + body,
+                                                            setup)
+    assert (n1, r1, f1, m1) == (n2, r2, f2, m2)
+    assert r1[0] == 10_000 and m1[:8] == struct.pack("<II", 10_000, (-10_000) & 0xFFFFFFFF)
+    assert rep["jit_instructions"] > 0.99 * n2 and rep["blocks_entered"] < 100, rep

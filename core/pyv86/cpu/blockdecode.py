@@ -74,6 +74,8 @@ class Decoded:
 
     @property
     def ends_block(self) -> bool:
+        if self.opcode == 0xFF:     # group 5: the indirect calls and jumps (and /7, #UD) end
+            return self.reg not in (0, 1, 6)    # it; inc, dec and push do not
         if self.opcode in ENDS_BLOCK:
             return True
         return self.rep != 0 and self.opcode in isa.STR_KINDS
