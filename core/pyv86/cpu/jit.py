@@ -582,7 +582,8 @@ class BlockTranslator:
                     r = e.b.call(fp, [e.state, e.ram, left.v, total.v], tail="musttail")
                     e.b.ret(r)
                     e.dead()
-            emit_lookup(e, e.lget("eip"), chain, lambda t: count_miss(e, e.lget("eip"), t))
+            nxt = e.lget("eip")
+            emit_lookup(e, nxt, chain, lambda t: count_miss(e, nxt, t))
         e.b.ret(total.v)
         for bb in fn.blocks:
             if not bb.is_terminated:
