@@ -185,11 +185,19 @@ class Machine:
             self._wakeup.set()
 
     # threads ---------------------------------------------------------------------
-    def call_soon_threadsafe(self, fn: Callable[[], None]) -> None:
-        """Run ``fn`` on the machine thread between two slices (backends use this)."""
+    def call_soon_threadsafe(self, fn: Callable[[], None], *, cut_slice: bool = True) -> None:
+        """Run ``fn`` on the machine thread between two slices (backends use this).
+
+        By default the running slice ends early so that ``fn`` runs at once. With
+        ``cut_slice=False`` it runs when the slice ends by itself: at the next timer
+        deadline, after at most ``DEFAULT_SLICE`` instructions (200 µs of virtual guest
+        time), or at once if the guest is idle. Received frames are handed over this way:
+        stopping the CPU for every frame cost more host time than the frame itself, and
+        the guest then takes the frames that arrived during a slice in one interrupt, as
+        a NIC with interrupt moderation delivers them."""
         self._pending.append(fn)
         self._wakeup.set()
-        if self.cpu is not None and threading.current_thread() is not self.thread:
+        if cut_slice and self.cpu is not None and threading.current_thread() is not self.thread:
             try:
                 self.cpu.request_stop()
             except Exception:  # noqa: BLE001 - the CPU may be mid-construction

@@ -136,7 +136,7 @@ class ThreadMachine:
         self.lock = threading.Lock()
         self.thread: threading.Thread | None = None
 
-    def call_soon_threadsafe(self, fn) -> None:
+    def call_soon_threadsafe(self, fn, cut_slice: bool = True) -> None:
         with self.lock:
             self.calls.append(fn)
 

@@ -1,11 +1,14 @@
-"""The platform with the real CPU: a halted CPU wakes on the PIT tick; TSC follows the clock."""
+"""The platform with the real CPU: a halted CPU wakes on the PIT tick; TSC follows the clock;
+work handed over from other threads (received frames) runs between slices."""
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 
-from pyv86.machine import Machine
+from pyv86.machine import DEFAULT_SLICE, Machine
+from pyv86.net.handoff import Handoff
 from pyv86.platform.pc import add_pc_platform
 
 # real-mode program at 0x1000: PIC vectors at 0x08, unmask IRQ0, PIT ch0 mode 2 at 1 kHz,
@@ -66,3 +69,108 @@ def test_halted_cpu_wakes_on_pit_ticks_in_realtime_mode():
     ticks = machine.memory.read_u16(0x2000)
     assert elapsed >= 0.045
     assert 10 <= ticks <= 51
+
+
+def spinning(clock_mode: str = "virtual") -> tuple[Machine, list[tuple[int, int]]]:
+    """A machine whose CPU spins on `jmp $` with no timer armed (every slice gets the whole
+    DEFAULT_SLICE budget), and the (budget, executed) of every slice it ran."""
+    machine = Machine(4 << 20, clock_mode=clock_mode)
+    machine.attach_cpu()
+    machine.realize()
+
+    def boot(m: Machine) -> None:
+        m.memory.write(0x1000, bytes([0xEB, 0xFE]))
+        for seg in ("cs", "ds", "es", "ss"):
+            m.cpu.set_segment(seg, 0, 0, 0xFFFF, 0x9B if seg == "cs" else 0x93)
+        m.cpu.set_reg("eip", 0x1000)
+
+    machine.boot_hooks.append(boot)
+    machine.reset()
+    slices: list[tuple[int, int]] = []
+    cpu_run = machine.cpu.run
+
+    def run(budget: int) -> int:
+        done = cpu_run(budget)
+        slices.append((budget, done))
+        return done
+    machine.cpu.run = run  # type: ignore[method-assign]
+    return machine, slices
+
+
+def run_in_thread(machine: Machine) -> threading.Thread:
+    thread = threading.Thread(target=machine.run, kwargs={"timeout_s": 30}, daemon=True)
+    thread.start()
+    return thread
+
+
+def wait_for(cond, timeout: float = 10.0) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.001)
+
+
+def test_work_handed_over_without_cutting_the_slice_runs_at_its_end():
+    machine, slices = spinning()
+    seen: list[list[tuple[int, int]]] = []
+
+    def work() -> None:
+        seen.append(list(slices))
+        machine.stop("test")
+
+    thread = run_in_thread(machine)
+    wait_for(lambda: len(slices) >= 2)
+    machine.call_soon_threadsafe(work, cut_slice=False)
+    thread.join(30)
+    assert seen, "the work never ran"
+    before = seen[0]
+    assert all(budget == DEFAULT_SLICE and done == budget for budget, done in before)
+    assert len(slices) == len(before)  # it ran right at the end of the slice, not later
+
+
+def test_work_handed_over_by_default_ends_the_slice_early():
+    machine, slices = spinning()
+    seen: list[int] = []
+    in_slice = threading.Event()
+    cpu_run = machine.cpu.run
+
+    def run(budget: int) -> int:
+        if len(slices) >= 2:
+            in_slice.set()      # (the native run releases the GIL: this thread goes on then)
+        return cpu_run(budget)
+    machine.cpu.run = run  # type: ignore[method-assign]
+
+    def work() -> None:
+        seen.append(len(slices))
+        machine.stop("test")
+
+    thread = run_in_thread(machine)
+    assert in_slice.wait(10)
+    machine.call_soon_threadsafe(work)
+    thread.join(30)
+    assert seen == [len(slices)]
+    budget, done = slices[-1]
+    assert done < budget // 2   # the slice in progress stopped well before its budget
+
+
+def test_frames_from_another_thread_reach_the_receiver_between_full_slices():
+    """A backend thread's frames wait for the end of the running slice (no CPU stop per
+    frame) and are all handed over there, in order, on the machine thread."""
+    machine, slices = spinning()
+    handoff = Handoff(machine)
+    got: list[tuple[bytes, bool, int]] = []
+
+    def receiver(frame: bytes) -> None:
+        got.append((frame, threading.current_thread() is machine.thread, len(slices)))
+        if len(got) == 3:
+            machine.stop("test")
+    handoff.set_receiver(receiver)
+    thread = run_in_thread(machine)
+    wait_for(lambda: len(slices) >= 2)
+    sender = threading.Thread(target=lambda: [handoff.deliver(bytes([i]) * 60) for i in range(3)])
+    sender.start()
+    sender.join()
+    thread.join(30)
+    assert [f[0] for f in got] == [bytes([i]) * 60 for i in range(3)]
+    assert all(on_machine for _, on_machine, _ in got)
+    assert all(done == budget for budget, done in slices)

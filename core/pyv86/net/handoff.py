@@ -5,7 +5,8 @@ Devices run on the machine thread only. A backend whose frames arrive on another
 :meth:`Handoff.deliver` (or :meth:`Handoff.deliver_many` for a batch); the frame goes
 straight to the receiver when the caller already is the machine thread and nothing
 waits, and otherwise waits in an inbox of at most ``limit`` frames that one
-``machine.call_soon_threadsafe`` callback drains.
+``machine.call_soon_threadsafe`` callback drains at the end of the running CPU slice (the
+slice is not cut short for it: see :meth:`pyv86.machine.Machine.call_soon_threadsafe`).
 
 Back-pressure: when the receiver (a :class:`pyv86.net.port.NicPort`) returns ``False``,
 the NIC is full; the handoff stops delivering, keeps the rest of the inbox in order and
@@ -123,7 +124,8 @@ class Handoff:
 
     def _schedule(self) -> None:
         assert self.machine is not None
-        self.machine.call_soon_threadsafe(self._scheduled_drain)
+        # at the end of the running slice, not at once (see Machine.call_soon_threadsafe)
+        self.machine.call_soon_threadsafe(self._scheduled_drain, cut_slice=False)
 
     def _scheduled_drain(self) -> None:
         with self._lock:

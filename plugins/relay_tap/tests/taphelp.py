@@ -71,5 +71,5 @@ class Collector:
 class DirectMachine:
     thread = None
 
-    def call_soon_threadsafe(self, fn: Callable[[], None]) -> None:
+    def call_soon_threadsafe(self, fn: Callable[[], None], cut_slice: bool = True) -> None:
         fn()

@@ -19,7 +19,7 @@ class DirectMachine:
 
     thread = None
 
-    def call_soon_threadsafe(self, fn: Callable[[], None]) -> None:
+    def call_soon_threadsafe(self, fn: Callable[[], None], cut_slice: bool = True) -> None:
         fn()
 
 
