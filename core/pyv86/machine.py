@@ -69,6 +69,8 @@ class Machine:
         self._stop_reason: str | None = None
         self.exit_status: int | None = None
         self._pending: collections.deque[Callable[[], None]] = collections.deque()
+        self._after_slice: list[Callable[[], None]] = []
+        self._in_slice = False
         self._wakeup = threading.Event()
         self._reset_requested: str | None = None
         self.thread: threading.Thread | None = None
@@ -203,6 +205,25 @@ class Machine:
             except Exception:  # noqa: BLE001 - the CPU may be mid-construction
                 pass
 
+    def after_slice(self, fn: Callable[[], None]) -> bool:
+        """Have ``fn`` run once, on the machine thread, as soon as the running CPU slice ends.
+
+        For work that costs less done once per slice than once per guest access: a backend
+        sends the frames the NIC transmitted during a slice in one system call (the guest
+        sees no difference: TX completion is signalled at once, and a slice is at most
+        ``DEFAULT_SLICE`` instructions). Returns False, doing nothing, when not called on
+        the machine thread during a slice (a test or tool driving a device without a
+        running CPU): the caller then does the work at once."""
+        if not self._in_slice or threading.current_thread() is not self.thread:
+            return False
+        self._after_slice.append(fn)
+        return True
+
+    def _run_after_slice(self) -> None:
+        todo, self._after_slice = self._after_slice, []
+        for fn in todo:
+            fn()
+
     def _drain_pending(self) -> None:
         pending = self._pending
         while pending:
@@ -272,6 +293,7 @@ class Machine:
             clock.start_slice()  # devices see this instant for the whole slice (both modes)
             if cpu.tsc < clock.now:  # the TSC counts guest ns; catch up after idle jumps
                 cpu.tsc = clock.now
+            self._in_slice = True
             try:
                 executed = cpu.run(budget)
             except GuestError:
@@ -285,6 +307,10 @@ class Machine:
                     self.reset("guest")
                     continue
                 raise
+            finally:  # (also after a triple fault or an exception from a device)
+                self._in_slice = False
+                if self._after_slice:
+                    self._run_after_slice()
             executed_total += executed
             clock.advance_insns(executed)
             if not executed and cpu.halted and not self._pending:

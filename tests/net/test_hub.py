@@ -323,3 +323,62 @@ def test_a_slow_peer_fills_the_socket_then_frames_queue_in_order_or_are_counted(
     finally:
         member.close()
         host.close()
+
+
+def test_frames_sent_during_a_cpu_slice_are_switched_together_when_it_ends():
+    """A running machine's port holds what the guest sends during a slice and switches it,
+    in order, as the slice ends; without a running CPU a frame is switched at once."""
+    hub = f"{name()}?scope=process"
+    m = Machine(memory=1 << 20)
+    m.attach_cpu()
+    port = open_hub(f"hub:{hub}", m)
+    other = open_hub(f"hub:{hub}")
+    got = Collector(other)
+    seen_during_the_slice: list[int] = []
+
+    def guest_out(_offset: int, _size: int, value: int) -> None:
+        port.send(frame(B, A, bytes([value]) * 46))
+        seen_during_the_slice.append(len(got.frames))
+    m.ports.map(0x500, 1, None, guest_out, "test")
+    # real mode: mov dx, 0x500; mov al, 7; out dx, al; inc al; out dx, al; inc al; out dx, al; hlt
+    program = bytes([0xBA, 0x00, 0x05, 0xB0, 0x07, 0xEE, 0xFE, 0xC0, 0xEE, 0xFE, 0xC0, 0xEE, 0xF4])
+
+    def boot(mm: Machine) -> None:
+        mm.memory.write(0x1000, program)
+        for seg in ("cs", "ds", "es", "ss"):
+            mm.cpu.set_segment(seg, 0, 0, 0xFFFF, 0x9B if seg == "cs" else 0x93)
+        mm.cpu.set_reg("eip", 0x1000)
+    m.boot_hooks.append(boot)
+    m.realize()
+    m.reset()
+    try:
+        m.run(max_instructions=1000, timeout_s=10)
+        assert seen_during_the_slice == [0, 0, 0]
+        assert [f[14] for f in got.take()] == [7, 8, 9]
+        port.send(frame(B, A, b"now" + bytes(43)))   # not in a slice: at once
+        assert [f[14:17] for f in got.take()] == [b"now"]
+        assert port.sent_frames == 4 and other.received_frames == 4
+    finally:
+        port.close()
+        other.close()
+
+
+def test_a_batch_of_frames_crosses_to_another_process_in_order():
+    hub_name = name()
+    port = open_hub(f"hub:{hub_name}")
+    got = Collector(port)
+    peer = start_peer(hub_name, B)
+    try:
+        wait_for(lambda: any(f[6:12] == B for f in got.frames))
+        got.take()
+        sizes = [46 + (i * 97) % 1400 for i in range(40)]    # odd lengths, up to 1514 bytes
+        port.hub.forward_many(port, [frame(B, A, b"b%02d" % i + bytes(n - 3)) for i, n in enumerate(sizes)])
+        wait_for(lambda: len(got.frames) >= 40)
+        replies = got.take()
+        assert [r[14:] for r in replies] == [b"echo:b%02d" % i + bytes(n - 3) for i, n in enumerate(sizes)]
+        port.send(frame(B, A, b"bye"))
+        assert peer.wait(10) == 0
+    finally:
+        if peer.poll() is None:
+            peer.kill()
+        port.close()

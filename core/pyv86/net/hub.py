@@ -44,6 +44,8 @@ MAX_WIRE_FRAME = 65535
 MAC_TABLE_SIZE = 1024
 MAC_AGING_S = 300.0
 LINK_QUEUE_FRAMES = 512
+TX_BATCH_FRAMES = 64
+"""A port switches the frames of one CPU slice together, at most this many at a time."""
 HANDSHAKE_TIMEOUT_S = 5.0
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -81,6 +83,10 @@ class _Link:
     def deliver(self, frame: bytes) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def deliver_many(self, frames: list[bytes]) -> None:
+        for frame in frames:
+            self.deliver(frame)
+
 
 class HubPort(_Link):
     """A NIC's connection to the hub: the :class:`~pyv86.net.base.NetBackend` ``hub:NAME`` makes."""
@@ -95,12 +101,32 @@ class HubPort(_Link):
         self.sent_frames = 0
         self.received_frames = 0
         self._closed = False
+        self._after_slice = getattr(machine, "after_slice", None)
+        self._tx: list[bytes] | None = None
+        """Frames sent during the running CPU slice, switched together when it ends."""
 
     def send(self, frame: bytes) -> None:
+        """Switch ``frame``; during a CPU slice, when the slice ends, with the slice's other
+        frames (a frame to another process then costs a share of one system call, and the
+        other process's reader thread wakes once per batch instead of once per frame)."""
         if self._closed:
             return
         self.sent_frames += 1
+        tx = self._tx
+        if tx is not None:
+            tx.append(frame)
+            if len(tx) >= TX_BATCH_FRAMES:
+                self._flush_tx()
+            return
+        if self._after_slice is not None and self._after_slice(self._flush_tx):
+            self._tx = [frame]
+            return
         self.hub.forward(self, frame)
+
+    def _flush_tx(self) -> None:
+        frames, self._tx = self._tx, None
+        if frames and not self._closed:
+            self.hub.forward_many(self, frames)
 
     def set_receiver(self, callback: FrameCallback | None) -> None:
         self.handoff.set_receiver(callback)
@@ -108,6 +134,10 @@ class HubPort(_Link):
     def deliver(self, frame: bytes) -> None:
         self.received_frames += 1
         self.handoff.deliver(frame)
+
+    def deliver_many(self, frames: list[bytes]) -> None:
+        self.received_frames += len(frames)
+        self.handoff.deliver_many(frames)
 
     def close(self) -> None:
         if not self._closed:
@@ -154,7 +184,14 @@ class _SocketLink(_Link):
         self._writer.start()
 
     def deliver(self, frame: bytes) -> None:
-        chunk = _LENGTH.pack(len(frame)) + frame
+        self._send_chunk(_LENGTH.pack(len(frame)) + frame, 1)
+
+    def deliver_many(self, frames: list[bytes]) -> None:
+        pack = _LENGTH.pack
+        self._send_chunk(b"".join([pack(len(f)) + f for f in frames]), len(frames))
+
+    def _send_chunk(self, chunk: bytes, nframes: int) -> None:
+        """Send ``nframes`` frames already framed in ``chunk`` (or queue them, see above)."""
         with self._cond:
             if self._closed:
                 return
@@ -166,18 +203,18 @@ class _SocketLink(_Link):
                 except OSError:
                     sent = 0  # the writer thread meets the error too, logs it and closes the link
                 if sent == len(chunk):
-                    self.sent_frames += 1
+                    self.sent_frames += nframes
                     return
                 if sent:  # the tail must go next, whatever the queue's bound
-                    self.sent_frames += 1
+                    self.sent_frames += nframes
                     self._queue.append(chunk[sent:])
                     self._cond.notify()
                     return
             if len(self._queue) >= LINK_QUEUE_FRAMES:
-                self.dropped += 1
+                self.dropped += nframes
                 return
             self._queue.append(chunk)
-            self.sent_frames += 1
+            self.sent_frames += nframes
             self._cond.notify()
 
     def _write_loop(self) -> None:
@@ -318,35 +355,55 @@ class Hub:
     # switching -------------------------------------------------------------------
     def forward(self, src: _Link, frame: bytes) -> None:
         """Switch one frame that arrived on ``src``."""
+        now = time.monotonic()
+        with self._lock:
+            targets = self._targets_locked(src, frame, now)
+        for target in targets:
+            target.deliver(frame)
+
+    def forward_many(self, src: _Link, frames: list[bytes]) -> None:
+        """Switch frames that arrived on ``src`` one after the other: each port gets its
+        share in one delivery, in their order."""
+        now = time.monotonic()
+        batches: dict[_Link, list[bytes]] = {}
+        with self._lock:
+            for frame in frames:
+                for target in self._targets_locked(src, frame, now):
+                    batches.setdefault(target, []).append(frame)
+        for target, batch in batches.items():
+            if len(batch) == 1:
+                target.deliver(batch[0])
+            else:
+                target.deliver_many(batch)
+
+    def _targets_locked(self, src: _Link, frame: bytes, now: float) -> tuple[_Link, ...] | list[_Link]:
+        """Learn ``frame``'s source and return the links it goes to (lock held)."""
         n = len(frame)
         if n < ETH_HEADER or n > MAX_WIRE_FRAME:
             self.bad_frames += 1
-            return
+            return ()
         dst = frame[0:6]
-        now = time.monotonic()
-        with self._lock:
-            if not frame[6] & 1:
-                smac = frame[6:12]
-                entry = self._table.get(smac)
-                if entry is None or entry[0] is not src or now - entry[1] > 1.0:
-                    self._table[smac] = (src, now)
-                    self._table.move_to_end(smac)
-                    if len(self._table) > MAC_TABLE_SIZE:
-                        self._table.popitem(last=False)
-            self.forwarded += 1
-            targets: tuple[_Link, ...] | list[_Link]
-            if dst[0] & 1:
+        if not frame[6] & 1:
+            smac = frame[6:12]
+            entry = self._table.get(smac)
+            if entry is None or entry[0] is not src or now - entry[1] > 1.0:
+                self._table[smac] = (src, now)
+                self._table.move_to_end(smac)
+                if len(self._table) > MAC_TABLE_SIZE:
+                    self._table.popitem(last=False)
+        self.forwarded += 1
+        targets: tuple[_Link, ...] | list[_Link]
+        if dst[0] & 1:
+            targets = [x for x in self._links if x is not src]
+            self.flooded += 1
+        else:
+            entry = self._table.get(dst)
+            if entry is not None and now - entry[1] < MAC_AGING_S:
+                targets = () if entry[0] is src else (entry[0],)
+            else:
                 targets = [x for x in self._links if x is not src]
                 self.flooded += 1
-            else:
-                entry = self._table.get(dst)
-                if entry is not None and now - entry[1] < MAC_AGING_S:
-                    targets = () if entry[0] is src else (entry[0],)
-                else:
-                    targets = [x for x in self._links if x is not src]
-                    self.flooded += 1
-        for target in targets:
-            target.deliver(frame)
+        return targets
 
     def mac_table(self) -> dict[str, str]:
         """Learned addresses -> port or link names (for diagnostics)."""
