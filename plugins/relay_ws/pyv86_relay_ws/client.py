@@ -5,8 +5,8 @@ client, websockproxy, node-relay, wsnic, go-websockproxy and ``pyv86 relay serve
 
 Threads: the backend runs its own asyncio loop on a daemon thread. The machine thread
 calls :meth:`WsBackend.send`, which only appends a copy of the frame to a bounded queue
-(the newest frames are kept, the oldest dropped and counted) and wakes the loop; it never
-waits for the network. Received frames are checked (text messages ignored, runts and
+(the newest frames are kept, the oldest dropped and counted) and wakes the loop (once per
+CPU slice, when it ends: ``machine.after_slice``); it never waits for the network. Received frames are checked (text messages ignored, runts and
 oversize messages dropped, go-websockproxy's 1518-byte padding trimmed) and handed to the
 machine thread through the core's bounded :class:`~pyv86.net.handoff.Handoff` (one
 ``machine.call_soon_threadsafe`` per batch).
@@ -103,6 +103,7 @@ class WsBackend:
         self.url = url
         self.name = name or redact_url(url)
         self._handoff = Handoff(machine, limit=rx_backlog)
+        self._after_slice = getattr(machine, "after_slice", None)
         self._ssl = ssl_context if parts.scheme == "wss" else None
         if origin is None:
             http = "https" if parts.scheme == "wss" else "http"
@@ -142,12 +143,17 @@ class WsBackend:
         tx.append(bytes(frame))
         if not self._tx_signalled and self._connected:
             self._tx_signalled = True
-            loop, event = self._loop, self._tx_event
-            if loop is not None and event is not None:
-                try:
-                    loop.call_soon_threadsafe(event.set)
-                except RuntimeError:  # loop already closed
-                    pass
+            # during a CPU slice, wake the loop once when the slice ends, for all its frames
+            if self._after_slice is None or not self._after_slice(self._wake_writer):
+                self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        loop, event = self._loop, self._tx_event
+        if loop is not None and event is not None:
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:  # loop already closed
+                pass
 
     def set_receiver(self, callback: FrameCallback | None) -> None:
         self._handoff.set_receiver(callback)

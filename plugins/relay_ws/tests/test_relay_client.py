@@ -207,3 +207,45 @@ def test_the_plugin_registers_ws_wss_and_the_relay_command():
     assert plugins.net_backends.provider("ws") == "relay_ws"
     with pytest.raises(ConfigError, match=r"netdev.lan.url: ws://: 'ws://' has no host"):
         open_netdev(NetdevSpec("lan", "ws://"), Machine(memory=1 << 20), plugins)
+
+
+class SlicingMachine:
+    """Stands in for a running Machine: ``after_slice`` holds work while a slice runs."""
+
+    thread = None
+
+    def __init__(self) -> None:
+        self.in_slice = False
+        self._ends: list = []
+
+    def call_soon_threadsafe(self, fn, cut_slice: bool = True) -> None:  # type: ignore[no-untyped-def]
+        fn()
+
+    def after_slice(self, fn) -> bool:  # type: ignore[no-untyped-def]
+        if not self.in_slice:
+            return False
+        self._ends.append(fn)
+        return True
+
+    def end_slice(self) -> None:
+        self.in_slice = False
+        todo, self._ends = self._ends, []
+        for fn in todo:
+            fn()
+
+
+def test_frames_sent_during_a_cpu_slice_leave_together_when_it_ends(relay, backends):
+    server = relay()
+    machine = SlicingMachine()
+    vm = backends(server.url, machine)
+    peer = RawClient(server.port)
+    assert vm.wait_connected(5) and wait_for(lambda: server.client_count == 2)
+    machine.in_slice = True
+    sent = [eth(BCAST, mac(1), payload=b"slice frame %d" % i) for i in range(3)]
+    for f in sent:
+        vm.send(f)
+    assert peer.frames(timeout=0.3) == []      # the writer was not woken during the slice
+    machine.end_slice()
+    assert [peer.recv_frame() for _ in sent] == sent
+    vm.send(eth(BCAST, mac(1), payload=b"no slice"))   # not in a slice: at once
+    assert peer.recv_frame() == eth(BCAST, mac(1), payload=b"no slice")
