@@ -8,9 +8,10 @@ when it is down and we may; ``bridge=BR`` enslaves it to an existing Linux bridg
 Threads: a reader thread polls the non-blocking descriptor (and a wake-up pipe for
 :meth:`TapBackend.close`), reads every queued frame, drops and counts runts and frames
 longer than 1514 bytes, and hands the rest to the machine thread through the core's
-bounded :class:`~pyv86.net.handoff.Handoff` (one ``call_soon_threadsafe`` per batch). :meth:`TapBackend.send` writes straight to the
-descriptor from the machine thread; when the kernel queue is full the frame is dropped
-and counted (the guest sees loss, as on a wire). Counters: :attr:`TapBackend.stats`.
+bounded :class:`~pyv86.net.handoff.Handoff` (one ``call_soon_threadsafe`` per batch).
+:meth:`TapBackend.send` writes to the descriptor from the machine thread, the frames of a
+CPU slice together when it ends (``machine.after_slice``); when the kernel queue is full
+the frame is dropped and counted (the guest sees loss, as on a wire). Counters: :attr:`TapBackend.stats`.
 """
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ FrameCallback = Callable[[bytes], None]
 ETH_HEADER = 14
 ETH_FRAME_MAX = 1514
 READ_SIZE = 65536
+TX_BATCH_FRAMES = 64
+"""Frames of one CPU slice written together, at most this many at a time."""
 
 
 def parse_tap_url(url: str) -> tuple[str, dict[str, str]]:
@@ -78,6 +81,8 @@ class TapBackend:
         name, options = parse_tap_url(url)
         self.url = url
         self._handoff = Handoff(machine, limit=rx_backlog)
+        self._after_slice = getattr(machine, "after_slice", None)
+        self._tx: list[bytes] | None = None
         self._c = _Counters()
         self._closed = False
         self._tx_error_logged = False
@@ -103,6 +108,27 @@ class TapBackend:
 
     # NetBackend ----------------------------------------------------------------------
     def send(self, frame: bytes) -> None:
+        """Write ``frame`` to the TAP; during a CPU slice, when the slice ends, with the
+        slice's other frames (the reader on the far side then takes them in one wake-up)."""
+        if self._closed:
+            return
+        tx = self._tx
+        if tx is not None:
+            tx.append(frame)
+            if len(tx) >= TX_BATCH_FRAMES:
+                self._flush_tx()
+            return
+        if self._after_slice is not None and self._after_slice(self._flush_tx):
+            self._tx = [frame]
+            return
+        self._write(frame)
+
+    def _flush_tx(self) -> None:
+        frames, self._tx = self._tx, None
+        for frame in frames or ():
+            self._write(frame)
+
+    def _write(self, frame: bytes) -> None:
         if self._closed:
             return
         try:

@@ -14,7 +14,7 @@ from pyv86.testing.frames import (BROADCAST, ETH_ARP, ETH_IP, ICMP_ECHO_REPLY, P
 WHO = "relay_tap tests"
 BCAST = BROADCAST
 
-__all__ = ["BCAST", "WHO", "Collector", "DirectMachine", "arp_request", "echo_request", "is_echo_reply",
+__all__ = ["BCAST", "WHO", "Collector", "DirectMachine", "SlicingMachine", "arp_request", "echo_request", "is_echo_reply",
            "mac", "parse_arp_reply"]
 
 
@@ -73,3 +73,24 @@ class DirectMachine:
 
     def call_soon_threadsafe(self, fn: Callable[[], None], cut_slice: bool = True) -> None:
         fn()
+
+
+class SlicingMachine(DirectMachine):
+    """A DirectMachine that can be "in a CPU slice": ``after_slice`` work waits for
+    :meth:`end_slice`, as on a running Machine."""
+
+    def __init__(self) -> None:
+        self.in_slice = False
+        self._ends: list[Callable[[], None]] = []
+
+    def after_slice(self, fn: Callable[[], None]) -> bool:
+        if not self.in_slice:
+            return False
+        self._ends.append(fn)
+        return True
+
+    def end_slice(self) -> None:
+        self.in_slice = False
+        todo, self._ends = self._ends, []
+        for fn in todo:
+            fn()

@@ -11,8 +11,8 @@ import pytest
 from pyv86.testing.netns import sh
 from pyv86_relay_tap.ifctl import TapError
 from pyv86_relay_tap.tap import TapBackend, parse_tap_url
-from taphelp import (BCAST, Collector, DirectMachine, arp_request, echo_request, is_echo_reply, mac,
-                     parse_arp_reply)
+from taphelp import (BCAST, Collector, DirectMachine, SlicingMachine, arp_request, echo_request,
+                     is_echo_reply, mac, parse_arp_reply)
 
 HERE = Path(__file__).parent
 
@@ -49,14 +49,12 @@ def test_a_machine_file_with_tap_reports_the_error_through_pyv86(tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.netns
-def test_frames_flow_between_the_tap_and_a_veth_peer_in_another_namespace(netns):
+def tap_with_a_veth_peer(netns, machine) -> TapBackend:  # type: ignore[no-untyped-def]
+    """A TapBackend bridged in namespace A to a veth whose peer (10.77.0.2) is in B."""
     a, b = netns.add("ta"), netns.add("tb")
     tap, va, vb, br = netns.ifname("t7t"), netns.ifname("t7a"), netns.ifname("t7b"), netns.ifname("t7br")
-    backend = TapBackend(f"tap:{tap}?up=0", DirectMachine())
+    backend = TapBackend(f"tap:{tap}?up=0", machine)
     try:
-        got = Collector()
-        backend.set_receiver(got)
         sh("ip", "link", "set", tap, "netns", a)
         netns.ip(a, "link", "add", br, "type", "bridge")
         netns.ip(a, "link", "add", va, "type", "veth", "peer", "name", vb, "netns", b)
@@ -65,6 +63,18 @@ def test_frames_flow_between_the_tap_and_a_veth_peer_in_another_namespace(netns)
         netns.ip(a, "link", "set", br, "up")
         netns.ip(b, "addr", "add", "10.77.0.2/24", "dev", vb)
         netns.ip(b, "link", "set", vb, "up")
+    except BaseException:
+        backend.close()
+        raise
+    return backend
+
+
+@pytest.mark.netns
+def test_frames_flow_between_the_tap_and_a_veth_peer_in_another_namespace(netns):
+    backend = tap_with_a_veth_peer(netns, DirectMachine())
+    try:
+        got = Collector()
+        backend.set_receiver(got)
         request = arp_request(mac(1), "10.77.0.1", "10.77.0.2", padded=True)
         reply = got.wait(lambda f: parse_arp_reply(f, "10.77.0.2"), resend=lambda: backend.send(request))
         peer_mac = reply[22:28]
@@ -73,6 +83,29 @@ def test_frames_flow_between_the_tap_and_a_veth_peer_in_another_namespace(netns)
         got.wait(lambda f: is_echo_reply(f, 0x77, 1, b"pyv86 tap test"), resend=lambda: backend.send(ping))
         stats = backend.stats
         assert stats["tx_frames"] >= 2 and stats["rx_frames"] >= 2 and stats["tx_errors"] == 0
+    finally:
+        backend.close()
+
+
+@pytest.mark.netns
+def test_frames_sent_during_a_cpu_slice_are_written_when_it_ends(netns):
+    machine = SlicingMachine()
+    backend = tap_with_a_veth_peer(netns, machine)
+    try:
+        got = Collector()
+        backend.set_receiver(got)
+        request = arp_request(mac(1), "10.77.0.1", "10.77.0.2", padded=True)
+        got.wait(lambda f: parse_arp_reply(f, "10.77.0.2"), resend=lambda: backend.send(request))
+        sent = backend.stats["tx_frames"]
+        machine.in_slice = True
+        pings = [echo_request(mac(1), mac(9), "10.77.0.1", "10.77.0.2", 0x78, i, b"slice") for i in range(3)]
+        for ping in pings:
+            backend.send(ping)
+        assert backend.stats["tx_frames"] == sent        # held while the slice runs
+        machine.end_slice()
+        assert backend.stats["tx_frames"] == sent + 3
+        backend.send(pings[0])                              # not in a slice: at once
+        assert backend.stats["tx_frames"] == sent + 4
     finally:
         backend.close()
 
