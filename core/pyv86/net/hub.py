@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 from pyv86.net.base import FrameCallback
 from pyv86.net.frame import ETH_HEADER
 from pyv86.net.handoff import Handoff
+from pyv86.net.slicebatch import SliceBatch
 
 if TYPE_CHECKING:
     from pyv86.machine import Machine
@@ -44,8 +45,6 @@ MAX_WIRE_FRAME = 65535
 MAC_TABLE_SIZE = 1024
 MAC_AGING_S = 300.0
 LINK_QUEUE_FRAMES = 512
-TX_BATCH_FRAMES = 64
-"""A port switches the frames of one CPU slice together, at most this many at a time."""
 HANDSHAKE_TIMEOUT_S = 5.0
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -101,9 +100,7 @@ class HubPort(_Link):
         self.sent_frames = 0
         self.received_frames = 0
         self._closed = False
-        self._after_slice = getattr(machine, "after_slice", None)
-        self._tx: list[bytes] | None = None
-        """Frames sent during the running CPU slice, switched together when it ends."""
+        self._tx = SliceBatch(machine, self._switch_batch)
 
     def send(self, frame: bytes) -> None:
         """Switch ``frame``; during a CPU slice, when the slice ends, with the slice's other
@@ -112,20 +109,11 @@ class HubPort(_Link):
         if self._closed:
             return
         self.sent_frames += 1
-        tx = self._tx
-        if tx is not None:
-            tx.append(frame)
-            if len(tx) >= TX_BATCH_FRAMES:
-                self._flush_tx()
-            return
-        if self._after_slice is not None and self._after_slice(self._flush_tx):
-            self._tx = [frame]
-            return
-        self.hub.forward(self, frame)
+        if not self._tx.add(frame):
+            self.hub.forward(self, frame)
 
-    def _flush_tx(self) -> None:
-        frames, self._tx = self._tx, None
-        if frames and not self._closed:
+    def _switch_batch(self, frames: list[bytes]) -> None:
+        if not self._closed:
             self.hub.forward_many(self, frames)
 
     def set_receiver(self, callback: FrameCallback | None) -> None:

@@ -1,4 +1,6 @@
-"""A loopback network backend for tests: it records what a NIC sends and injects frames.
+"""A loopback network backend for tests: it records what a NIC sends and injects frames; and
+stand-ins for a machine that backend tests hand to a backend (:class:`DirectMachine`,
+:class:`SlicingMachine`).
 
 ``LoopbackNet`` satisfies :class:`pyv86.net.base.NetBackend`. A test gets one from the
 ``loopback_net`` fixture, which also registers the URL scheme ``loopback:`` on the
@@ -8,7 +10,7 @@ fixture's plugin manager, so a machine file can say ``url = "loopback:"`` (or
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from pyv86 import hookimpl
 
@@ -109,3 +111,34 @@ def frames_summary(frames: list[bytes], limit: int = 4) -> str:
 
 
 __all__ = ["LoopbackNet", "LoopbackPlugin", "SCHEME", "frames_summary"]
+
+
+class DirectMachine:
+    """Stands in for a Machine in backend tests: runs handed-over functions at once, on the
+    caller's thread, and is never in a CPU slice."""
+
+    thread = None
+
+    def call_soon_threadsafe(self, fn: Callable[[], None], cut_slice: bool = True) -> None:
+        fn()
+
+
+class SlicingMachine(DirectMachine):
+    """A DirectMachine that a test puts "in a CPU slice" (``in_slice = True``): work given
+    to ``after_slice`` then waits for :meth:`end_slice`, as on a running Machine."""
+
+    def __init__(self) -> None:
+        self.in_slice = False
+        self._ends: list[Callable[[], None]] = []
+
+    def after_slice(self, fn: Callable[[], None]) -> bool:
+        if not self.in_slice:
+            return False
+        self._ends.append(fn)
+        return True
+
+    def end_slice(self) -> None:
+        self.in_slice = False
+        todo, self._ends = self._ends, []
+        for fn in todo:
+            fn()

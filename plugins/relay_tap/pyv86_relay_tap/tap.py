@@ -10,8 +10,9 @@ Threads: a reader thread polls the non-blocking descriptor (and a wake-up pipe f
 longer than 1514 bytes, and hands the rest to the machine thread through the core's
 bounded :class:`~pyv86.net.handoff.Handoff` (one ``call_soon_threadsafe`` per batch).
 :meth:`TapBackend.send` writes to the descriptor from the machine thread, the frames of a
-CPU slice together when it ends (``machine.after_slice``); when the kernel queue is full
-the frame is dropped and counted (the guest sees loss, as on a wire). Counters: :attr:`TapBackend.stats`.
+CPU slice together when it ends (:class:`~pyv86.net.slicebatch.SliceBatch`); when the
+kernel queue is full the frame is dropped and counted (the guest sees loss, as on a wire).
+Counters: :attr:`TapBackend.stats`.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import attrs
 
 from pyv86.net.handoff import Handoff
+from pyv86.net.slicebatch import SliceBatch
 
 from pyv86_relay_tap.ifctl import TapError, add_to_bridge, check_ifname, link_is_up, open_tap, set_link_up
 
@@ -39,8 +41,6 @@ FrameCallback = Callable[[bytes], None]
 ETH_HEADER = 14
 ETH_FRAME_MAX = 1514
 READ_SIZE = 65536
-TX_BATCH_FRAMES = 64
-"""Frames of one CPU slice written together, at most this many at a time."""
 
 
 def parse_tap_url(url: str) -> tuple[str, dict[str, str]]:
@@ -81,8 +81,7 @@ class TapBackend:
         name, options = parse_tap_url(url)
         self.url = url
         self._handoff = Handoff(machine, limit=rx_backlog)
-        self._after_slice = getattr(machine, "after_slice", None)
-        self._tx: list[bytes] | None = None
+        self._tx = SliceBatch(machine, self._write_batch)
         self._c = _Counters()
         self._closed = False
         self._tx_error_logged = False
@@ -112,20 +111,11 @@ class TapBackend:
         slice's other frames (the reader on the far side then takes them in one wake-up)."""
         if self._closed:
             return
-        tx = self._tx
-        if tx is not None:
-            tx.append(frame)
-            if len(tx) >= TX_BATCH_FRAMES:
-                self._flush_tx()
-            return
-        if self._after_slice is not None and self._after_slice(self._flush_tx):
-            self._tx = [frame]
-            return
-        self._write(frame)
+        if not self._tx.add(frame):
+            self._write(frame)
 
-    def _flush_tx(self) -> None:
-        frames, self._tx = self._tx, None
-        for frame in frames or ():
+    def _write_batch(self, frames: list[bytes]) -> None:
+        for frame in frames:
             self._write(frame)
 
     def _write(self, frame: bytes) -> None:

@@ -1,5 +1,5 @@
-"""Test helpers for the TAP backend: ARP/ICMP exchanges with a peer, a frame collector and a
-stand-in machine. Namespaces come from :mod:`pyv86.testing.netns`, frames from
+"""Test helpers for the TAP backend: ARP/ICMP exchanges with a peer, a frame collector and
+stand-in machines (from :mod:`pyv86.testing.net`). Namespaces come from :mod:`pyv86.testing.netns`, frames from
 :mod:`pyv86.testing.frames`."""
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from typing import Callable
 from pyv86.testing.frames import (BROADCAST, ETH_ARP, ETH_IP, ICMP_ECHO_REPLY, PROTO_ICMP, arp_request,
                                   ethernet, icmp_echo, ipv4, mac, parse_arp, parse_eth,
                                   parse_icmp_echo, parse_ipv4)
+from pyv86.testing.net import DirectMachine, SlicingMachine
 
 WHO = "relay_tap tests"
 BCAST = BROADCAST
 
-__all__ = ["BCAST", "WHO", "Collector", "DirectMachine", "SlicingMachine", "arp_request", "echo_request", "is_echo_reply",
-           "mac", "parse_arp_reply"]
+__all__ = ["BCAST", "WHO", "Collector", "DirectMachine", "SlicingMachine", "arp_request", "echo_request",
+           "is_echo_reply", "mac", "parse_arp_reply"]
 
 
 def parse_arp_reply(frame: bytes, asked_ip: str) -> bytes | None:
@@ -66,31 +67,3 @@ class Collector:
                 continue
             if predicate(frame):
                 return frame
-
-
-class DirectMachine:
-    thread = None
-
-    def call_soon_threadsafe(self, fn: Callable[[], None], cut_slice: bool = True) -> None:
-        fn()
-
-
-class SlicingMachine(DirectMachine):
-    """A DirectMachine that can be "in a CPU slice": ``after_slice`` work waits for
-    :meth:`end_slice`, as on a running Machine."""
-
-    def __init__(self) -> None:
-        self.in_slice = False
-        self._ends: list[Callable[[], None]] = []
-
-    def after_slice(self, fn: Callable[[], None]) -> bool:
-        if not self.in_slice:
-            return False
-        self._ends.append(fn)
-        return True
-
-    def end_slice(self) -> None:
-        self.in_slice = False
-        todo, self._ends = self._ends, []
-        for fn in todo:
-            fn()

@@ -11,16 +11,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from relayhelp import Namespaces, require_netns  # noqa: E402
 
+from pyv86.testing.net import DirectMachine  # noqa: E402
 from pyv86_relay_ws.server import RelayServer  # noqa: E402
-
-
-class DirectMachine:
-    """Stands in for a Machine: runs handed-over functions at once, on the caller's thread."""
-
-    thread = None
-
-    def call_soon_threadsafe(self, fn: Callable[[], None], cut_slice: bool = True) -> None:
-        fn()
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import threading
 
 import pytest
 
+from pyv86.testing.net import SlicingMachine
 from pyv86_relay_ws.client import WsBackend
 from relayhelp import BCAST, RawClient, eth, mac, wait_for
 
@@ -207,31 +208,6 @@ def test_the_plugin_registers_ws_wss_and_the_relay_command():
     assert plugins.net_backends.provider("ws") == "relay_ws"
     with pytest.raises(ConfigError, match=r"netdev.lan.url: ws://: 'ws://' has no host"):
         open_netdev(NetdevSpec("lan", "ws://"), Machine(memory=1 << 20), plugins)
-
-
-class SlicingMachine:
-    """Stands in for a running Machine: ``after_slice`` holds work while a slice runs."""
-
-    thread = None
-
-    def __init__(self) -> None:
-        self.in_slice = False
-        self._ends: list = []
-
-    def call_soon_threadsafe(self, fn, cut_slice: bool = True) -> None:  # type: ignore[no-untyped-def]
-        fn()
-
-    def after_slice(self, fn) -> bool:  # type: ignore[no-untyped-def]
-        if not self.in_slice:
-            return False
-        self._ends.append(fn)
-        return True
-
-    def end_slice(self) -> None:
-        self.in_slice = False
-        todo, self._ends = self._ends, []
-        for fn in todo:
-            fn()
 
 
 def test_frames_sent_during_a_cpu_slice_leave_together_when_it_ends(relay, backends):
