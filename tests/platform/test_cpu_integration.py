@@ -71,15 +71,19 @@ def test_halted_cpu_wakes_on_pit_ticks_in_realtime_mode():
     assert 10 <= ticks <= 51
 
 
-def spinning(clock_mode: str = "virtual") -> tuple[Machine, list[tuple[int, int]]]:
-    """A machine whose CPU spins on `jmp $` with no timer armed (every slice gets the whole
-    DEFAULT_SLICE budget), and the (budget, executed) of every slice it ran."""
-    machine = Machine(4 << 20, clock_mode=clock_mode)
+SPIN = bytes([0xEB, 0xFE])                                  # jmp $
+SPIN_ON_PORT = bytes([0xBA, 0x80, 0x00, 0xEC, 0xEB, 0xFD])  # mov dx, 0x80; l: in al, dx; jmp l
+
+
+def spinning(program: bytes = SPIN) -> tuple[Machine, list[tuple[int, int]]]:
+    """A machine whose CPU loops on ``program`` with no timer armed (every slice gets the
+    whole DEFAULT_SLICE budget), and the (budget, executed) of every slice it ran."""
+    machine = Machine(4 << 20, clock_mode="virtual")
     machine.attach_cpu()
     machine.realize()
 
     def boot(m: Machine) -> None:
-        m.memory.write(0x1000, bytes([0xEB, 0xFE]))
+        m.memory.write(0x1000, program)
         for seg in ("cs", "ds", "es", "ss"):
             m.cpu.set_segment(seg, 0, 0, 0xFFFF, 0x9B if seg == "cs" else 0x93)
         m.cpu.set_reg("eip", 0x1000)
@@ -129,7 +133,9 @@ def test_work_handed_over_without_cutting_the_slice_runs_at_its_end():
 
 
 def test_work_handed_over_by_default_ends_the_slice_early():
-    machine, slices = spinning()
+    # a slice of port reads (a host call each) lasts tens of milliseconds: the request
+    # lands while it runs, however late this thread gets a host CPU
+    machine, slices = spinning(SPIN_ON_PORT)
     seen: list[int] = []
     in_slice = threading.Event()
     cpu_run = machine.cpu.run
