@@ -144,10 +144,12 @@ class _SocketLink(_Link):
     """A stream to another process's switch: length-prefixed frames both ways.
 
     Sending: while nothing waits in the link's queue, :meth:`deliver` writes the frame
-    straight to the socket without blocking (``MSG_DONTWAIT``), on the caller's thread —
-    one system call per frame and no thread wake-up. Only when the socket's buffer is full
-    (the peer reads slowly) does the rest wait in the bounded queue for the writer thread,
-    and later frames queue behind it, so the order on the wire is kept.
+    (:meth:`deliver_many` a port's batch of frames) straight to the socket without
+    blocking (``MSG_DONTWAIT``), on the caller's thread — one system call and no thread
+    wake-up. Only when the socket's buffer is full (the peer reads slowly) does the rest
+    wait in the queue for the writer thread, and later frames queue behind it, so the
+    order on the wire is kept. The queue holds at most :data:`LINK_QUEUE_FRAMES` frames;
+    beyond that they are dropped and counted.
     """
 
     def __init__(self, hub: Hub, sock: socket.socket, name: str) -> None:
@@ -158,7 +160,8 @@ class _SocketLink(_Link):
         self.received_frames = 0
         self.dropped = 0
         self._queue: collections.deque[bytes] = collections.deque()
-        """Wire chunks (length prefix + frame, or the unsent tail of one) for the writer thread."""
+        """Wire chunks (length-prefixed frames, or the unsent tail of some) for the writer thread."""
+        self._queued_frames = 0
         self._cond = threading.Condition()
         self._writing = False  # the writer thread is sending chunks it took from the queue
         self._closed = False
@@ -196,12 +199,14 @@ class _SocketLink(_Link):
                 if sent:  # the tail must go next, whatever the queue's bound
                     self.sent_frames += nframes
                     self._queue.append(chunk[sent:])
+                    self._queued_frames += nframes
                     self._cond.notify()
                     return
-            if len(self._queue) >= LINK_QUEUE_FRAMES:
+            if self._queued_frames + nframes > LINK_QUEUE_FRAMES:
                 self.dropped += nframes
                 return
             self._queue.append(chunk)
+            self._queued_frames += nframes
             self.sent_frames += nframes
             self._cond.notify()
 
@@ -216,6 +221,7 @@ class _SocketLink(_Link):
                         return
                     chunks = list(self._queue)
                     self._queue.clear()
+                    self._queued_frames = 0
                     self._writing = True
                 self.sock.sendall(b"".join(chunks))
         except OSError as exc:
