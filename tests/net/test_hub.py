@@ -292,8 +292,10 @@ def test_a_foreign_protocol_is_refused():
         host.close()
 
 
-def test_a_slow_peer_fills_the_socket_then_frames_queue_in_order_or_are_counted():
-    """Frames go straight to the socket until it is full, then wait in the bounded backlog."""
+@pytest.mark.parametrize("batch", [1, 10], ids=["one-by-one", "batches-of-10"])
+def test_a_slow_peer_fills_the_socket_then_frames_queue_in_order_or_are_counted(batch):
+    """Frames go straight to the socket until it is full, then wait in the backlog, which is
+    bounded in frames whether they came one by one or in a slice's batch."""
     from pyv86.net.hub import LINK_QUEUE_FRAMES, Hub
 
     hub_name = name()
@@ -315,10 +317,15 @@ def test_a_slow_peer_fills_the_socket_then_frames_queue_in_order_or_are_counted(
         # then often goes out in part, and its tail must go next
         link.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
         total, size = 1500, 9000
-        for i in range(total):
-            pa.send(frame(B, A, struct.pack("!I", i) + bytes([i & 0xFF]) * size))
+        frames = [frame(B, A, struct.pack("!I", i) + bytes([i & 0xFF]) * size) for i in range(total)]
+        for i in range(0, total, batch):
+            if batch == 1:
+                pa.send(frames[i])
+            else:
+                host.forward_many(pa, frames[i:i + batch])
+            assert link._queued_frames <= LINK_QUEUE_FRAMES
         assert link.dropped > 0, "the socket never filled: the backlog path was not exercised"
-        assert link.dropped <= total - LINK_QUEUE_FRAMES
+        assert link.dropped <= total - (LINK_QUEUE_FRAMES - batch)
         release.set()
         wait_for(lambda: len(got) + link.dropped == total, timeout=20)
         seqs = [struct.unpack("!I", f[14:18])[0] for f in got]
