@@ -110,7 +110,6 @@ def frames_summary(frames: list[bytes], limit: int = 4) -> str:
     return "[" + ", ".join(parts) + "]"
 
 
-__all__ = ["LoopbackNet", "LoopbackPlugin", "SCHEME", "frames_summary"]
 
 
 class DirectMachine:
@@ -142,3 +141,6 @@ class SlicingMachine(DirectMachine):
         todo, self._ends = self._ends, []
         for fn in todo:
             fn()
+
+
+__all__ = ["DirectMachine", "LoopbackNet", "LoopbackPlugin", "SCHEME", "SlicingMachine", "frames_summary"]

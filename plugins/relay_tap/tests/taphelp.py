@@ -1,6 +1,6 @@
-"""Test helpers for the TAP backend: ARP/ICMP exchanges with a peer, a frame collector and
-stand-in machines (from :mod:`pyv86.testing.net`). Namespaces come from :mod:`pyv86.testing.netns`, frames from
-:mod:`pyv86.testing.frames`."""
+"""Test helpers for the TAP backend: ARP/ICMP exchanges with a peer and a frame collector.
+Stand-in machines come from :mod:`pyv86.testing.net`, namespaces from
+:mod:`pyv86.testing.netns`, frames from :mod:`pyv86.testing.frames`."""
 from __future__ import annotations
 
 import queue

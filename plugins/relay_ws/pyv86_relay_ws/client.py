@@ -6,10 +6,11 @@ client, websockproxy, node-relay, wsnic, go-websockproxy and ``pyv86 relay serve
 Threads: the backend runs its own asyncio loop on a daemon thread. The machine thread
 calls :meth:`WsBackend.send`, which only appends a copy of the frame to a bounded queue
 (the newest frames are kept, the oldest dropped and counted) and wakes the loop (once per
-CPU slice, when it ends: ``machine.after_slice``); it never waits for the network. Received frames are checked (text messages ignored, runts and
-oversize messages dropped, go-websockproxy's 1518-byte padding trimmed) and handed to the
-machine thread through the core's bounded :class:`~pyv86.net.handoff.Handoff` (one
-``machine.call_soon_threadsafe`` per batch).
+CPU slice, when it ends: ``machine.after_slice``); it never waits for the network.
+Received frames are checked (text messages ignored, runts and oversize messages dropped,
+go-websockproxy's 1518-byte padding trimmed) and handed to the machine thread through the
+core's bounded :class:`~pyv86.net.handoff.Handoff` (one ``machine.call_soon_threadsafe``
+per batch).
 
 The connection is opened in the background as soon as the backend exists and reopened
 after every failure or close, with capped exponential backoff; each attempt is logged once
