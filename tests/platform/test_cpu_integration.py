@@ -1,5 +1,6 @@
 """The platform with the real CPU: a halted CPU wakes on the PIT tick; TSC follows the clock;
-work handed over from other threads (received frames) runs between slices."""
+work handed over from other threads (received frames) runs between slices, at once or
+when the running slice ends."""
 from __future__ import annotations
 
 import threading
@@ -8,8 +9,10 @@ import time
 import pytest
 
 from pyv86.machine import DEFAULT_SLICE, Machine
+from pyv86.net import handoff as handoff_mod
 from pyv86.net.handoff import Handoff
 from pyv86.platform.pc import add_pc_platform
+from pyv86.testing.realmode import start_real_mode
 
 # real-mode program at 0x1000: PIC vectors at 0x08, unmask IRQ0, PIT ch0 mode 2 at 1 kHz,
 # then `sti; hlt; jmp $-3`. The IRQ0 handler at 0x1100 counts ticks in word [0x2000].
@@ -33,11 +36,7 @@ def make(clock_mode: str) -> Machine:
         m.memory.write(0x1100, HANDLER)
         m.memory.write(0x08 * 4, (0x1100).to_bytes(2, "little") + (0).to_bytes(2, "little"))
         m.memory.write_u16(0x2000, 0)
-        cpu = m.cpu
-        for seg in ("cs", "ds", "es", "ss"):
-            cpu.set_segment(seg, 0, 0, 0xFFFF, 0x9B if seg == "cs" else 0x93)
-        cpu.set_reg("esp", 0x8000)
-        cpu.set_reg("eip", 0x1000)
+        start_real_mode(m.cpu)
 
     machine.boot_hooks.append(boot)
     machine.reset()
@@ -84,9 +83,7 @@ def spinning(program: bytes = SPIN) -> tuple[Machine, list[tuple[int, int]]]:
 
     def boot(m: Machine) -> None:
         m.memory.write(0x1000, program)
-        for seg in ("cs", "ds", "es", "ss"):
-            m.cpu.set_segment(seg, 0, 0, 0xFFFF, 0x9B if seg == "cs" else 0x93)
-        m.cpu.set_reg("eip", 0x1000)
+        start_real_mode(m.cpu)
 
     machine.boot_hooks.append(boot)
     machine.reset()
@@ -159,10 +156,19 @@ def test_work_handed_over_by_default_ends_the_slice_early():
     assert done < budget // 2   # the slice in progress stopped well before its budget
 
 
-def test_frames_from_another_thread_reach_the_receiver_between_full_slices():
-    """A backend thread's frames wait for the end of the running slice (no CPU stop per
-    frame) and are all handed over there, in order, on the machine thread."""
-    machine, slices = spinning()
+def test_frames_of_a_stream_wait_for_the_end_of_the_slice(monkeypatch):
+    """A backend thread's frames that follow each other closely wait for the end of the
+    running slice (no CPU stop per frame) and are handed over there, in order, on the
+    machine thread."""
+    monkeypatch.setattr(handoff_mod, "QUIET_S", 3600.0)   # every frame after the first: a stream
+    machine, slices = spinning(SPIN_ON_PORT)               # slices of ~70 ms
+    started = [0]
+    cpu_run = machine.cpu.run
+
+    def run(budget: int) -> int:
+        started[0] += 1
+        return cpu_run(budget)
+    machine.cpu.run = run  # type: ignore[method-assign]
     handoff = Handoff(machine)
     got: list[tuple[bytes, bool, int]] = []
 
@@ -172,11 +178,42 @@ def test_frames_from_another_thread_reach_the_receiver_between_full_slices():
             machine.stop("test")
     handoff.set_receiver(receiver)
     thread = run_in_thread(machine)
-    wait_for(lambda: len(slices) >= 2)
-    sender = threading.Thread(target=lambda: [handoff.deliver(bytes([i]) * 60) for i in range(3)])
+    wait_for(lambda: len(slices) >= 1)
+    handoff.deliver(bytes([0]) * 60)        # the first frame after a quiet spell: at once
+    wait_for(lambda: len(got) == 1 and started[0] > len(slices))   # a new slice is running
+    running = started[0] - 1                # its index
+    sender = threading.Thread(target=lambda: [handoff.deliver(bytes([i]) * 60) for i in (1, 2)])
     sender.start()
     sender.join()
     thread.join(30)
-    assert [f[0] for f in got] == [bytes([i]) * 60 for i in range(3)]
+    assert [f for f, _, _ in got] == [bytes([i]) * 60 for i in range(3)]
     assert all(on_machine for _, on_machine, _ in got)
-    assert all(done == budget for budget, done in slices)
+    assert got[2][2] > running              # handed over after that slice ended...
+    assert all(done == budget for budget, done in slices[running:])   # ...which ran in full
+
+
+def test_a_frame_after_a_quiet_spell_ends_the_slice_early():
+    """A lone frame (a ping, a keystroke) reaches the guest at once, not at the slice's end."""
+    machine, slices = spinning(SPIN_ON_PORT)
+    handoff = Handoff(machine)
+    in_slice = threading.Event()
+    cpu_run = machine.cpu.run
+
+    def run(budget: int) -> int:
+        if len(slices) >= 2:
+            in_slice.set()
+        return cpu_run(budget)
+    machine.cpu.run = run  # type: ignore[method-assign]
+    got: list[int] = []
+
+    def receiver(frame: bytes) -> None:
+        got.append(len(slices))
+        machine.stop("test")
+    handoff.set_receiver(receiver)
+    thread = run_in_thread(machine)
+    assert in_slice.wait(10)
+    handoff.deliver(bytes(60))
+    thread.join(30)
+    assert got == [len(slices)]
+    budget, done = slices[-1]
+    assert done < budget // 2

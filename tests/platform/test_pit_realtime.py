@@ -14,6 +14,7 @@ from pyv86.machine import Machine
 from pyv86.platform.pc import add_pc_platform
 from pyv86.platform.pit import PitState
 from pyv86.state.fields import upgrade_fields
+from pyv86.testing.realmode import start_real_mode
 
 US = 1_000
 
@@ -192,10 +193,7 @@ def test_pit_reads_within_one_realtime_slice_agree_with_each_other_and_the_tsc()
     machine.realize()
     machine.memory.write(0x1000, SAME_SLICE_PROGRAM)
     cpu = machine.cpu
-    for seg in ("cs", "ds", "es", "ss"):
-        cpu.set_segment(seg, 0, 0, 0xFFFF, 0x9B if seg == "cs" else 0x93)
-    cpu.set_reg("esp", 0x8000)
-    cpu.set_reg("eip", 0x1000)
+    start_real_mode(cpu)
     slices: list[tuple[int, int]] = []  # (device time, instructions) of each slice
     cpu_run = cpu.run
     cpu.run = lambda budget: slices.append((machine.clock.now, cpu_run(budget))) or slices[-1][1]

@@ -5,8 +5,11 @@ Devices run on the machine thread only. A backend whose frames arrive on another
 :meth:`Handoff.deliver` (or :meth:`Handoff.deliver_many` for a batch); the frame goes
 straight to the receiver when the caller already is the machine thread and nothing
 waits, and otherwise waits in an inbox of at most ``limit`` frames that one
-``machine.call_soon_threadsafe`` callback drains at the end of the running CPU slice (the
-slice is not cut short for it: see :meth:`pyv86.machine.Machine.call_soon_threadsafe`).
+``machine.call_soon_threadsafe`` callback drains. Frames that follow each other closely (a
+stream) wait for the end of the running CPU slice, which is not cut short for them (see
+:meth:`pyv86.machine.Machine.call_soon_threadsafe`), so the guest takes them together; a
+frame after a quiet spell of :data:`QUIET_S` (a ping, a keystroke) stops the slice and
+reaches the guest at once.
 
 Back-pressure: when the receiver (a :class:`pyv86.net.port.NicPort`) returns ``False``,
 the NIC is full; the handoff stops delivering, keeps the rest of the inbox in order and
@@ -21,12 +24,16 @@ from __future__ import annotations
 
 import collections
 import threading
+import time
 from typing import TYPE_CHECKING, Callable, Iterable
 
 if TYPE_CHECKING:
     from pyv86.machine import Machine
 
 DEFAULT_INBOX = 256
+QUIET_S = 0.005
+"""A frame arriving this long after the previous one is handed over at once (the CPU's
+slice is cut short); closer frames wait for the end of the running slice."""
 
 Receiver = Callable[[bytes], "bool | None"]
 """``receiver(frame)``; returning ``False`` means "full: hold the next frames until resume()"."""
@@ -54,6 +61,7 @@ class Handoff:
         self._paused = False
         self._draining = False
         self._creator = threading.current_thread()
+        self._last_arrival = -1e9
 
     def set_receiver(self, callback: Receiver | None) -> None:
         self.receiver = callback
@@ -84,7 +92,12 @@ class Handoff:
             self._deliver_here(frames)
             return
         schedule = False
+        now = time.monotonic()
         with self._lock:
+            # a frame after a quiet spell (a ping, a keystroke) stops the CPU's slice so the
+            # guest sees it at once; frames of a stream wait for the slice's end, together
+            urgent = now - self._last_arrival > QUIET_S
+            self._last_arrival = now
             inbox = self._inbox
             for frame in frames:
                 while block and len(inbox) >= self.limit and not (cancel is not None and cancel.is_set()):
@@ -92,7 +105,7 @@ class Handoff:
                         self._scheduled = True      # let the machine thread make room
                         self._lock.release()
                         try:
-                            self._schedule()
+                            self._schedule(urgent)
                         finally:
                             self._lock.acquire()
                         continue
@@ -105,7 +118,7 @@ class Handoff:
                 self._scheduled = True
                 schedule = True
         if schedule:
-            self._schedule()
+            self._schedule(urgent)
 
     def _deliver_here(self, frames: Iterable[bytes]) -> None:
         """Machine thread: straight to the receiver while it has room, else into the inbox."""
@@ -122,10 +135,10 @@ class Handoff:
         if inbox and not self._paused:
             self._drain()
 
-    def _schedule(self) -> None:
+    def _schedule(self, urgent: bool) -> None:
         assert self.machine is not None
-        # at the end of the running slice, not at once (see Machine.call_soon_threadsafe)
-        self.machine.call_soon_threadsafe(self._scheduled_drain, cut_slice=False)
+        # a stream's frames: at the end of the running slice (see Machine.call_soon_threadsafe)
+        self.machine.call_soon_threadsafe(self._scheduled_drain, cut_slice=urgent)
 
     def _scheduled_drain(self) -> None:
         with self._lock:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import attrs
 
+from pyv86.net import handoff
 from pyv86.net.handoff import Handoff
 
 from pyv86_relay_ws.frames import ETH_FRAME_MAX, RUNT, TRIMMED, check_frame, redact_url
@@ -105,6 +106,7 @@ class WsBackend:
         self.name = name or redact_url(url)
         self._handoff = Handoff(machine, limit=rx_backlog)
         self._after_slice = getattr(machine, "after_slice", None)
+        self._last_send = -1e9
         self._ssl = ssl_context if parts.scheme == "wss" else None
         if origin is None:
             http = "https" if parts.scheme == "wss" else "http"
@@ -142,10 +144,13 @@ class WsBackend:
                 pass
             self._c.tx_dropped += 1
         tx.append(bytes(frame))
+        now = time.monotonic()
+        quiet, self._last_send = now - self._last_send > handoff.QUIET_S, now
         if not self._tx_signalled and self._connected:
             self._tx_signalled = True
-            # during a CPU slice, wake the loop once when the slice ends, for all its frames
-            if self._after_slice is None or not self._after_slice(self._wake_writer):
+            # during a CPU slice, wake the loop once when the slice ends, for all its frames;
+            # a frame after a quiet spell (a ping's answer) wakes it at once
+            if quiet or self._after_slice is None or not self._after_slice(self._wake_writer):
                 self._wake_writer()
 
     def _wake_writer(self) -> None:

@@ -210,12 +210,16 @@ def test_the_plugin_registers_ws_wss_and_the_relay_command():
         open_netdev(NetdevSpec("lan", "ws://"), Machine(memory=1 << 20), plugins)
 
 
-def test_frames_sent_during_a_cpu_slice_leave_together_when_it_ends(relay, backends):
+def test_frames_sent_during_a_cpu_slice_leave_together_when_it_ends(relay, backends, monkeypatch):
+    from pyv86.net import handoff
+    monkeypatch.setattr(handoff, "QUIET_S", 3600.0)   # after the first frame, all is a stream
     server = relay()
     machine = SlicingMachine()
     vm = backends(server.url, machine)
     peer = RawClient(server.port)
     assert vm.wait_connected(5) and wait_for(lambda: server.client_count == 2)
+    vm.send(eth(BCAST, mac(1), payload=b"first"))         # the first frame: at once
+    assert peer.recv_frame() == eth(BCAST, mac(1), payload=b"first")
     machine.in_slice = True
     sent = [eth(BCAST, mac(1), payload=b"slice frame %d" % i) for i in range(3)]
     for f in sent:
