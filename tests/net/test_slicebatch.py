@@ -61,3 +61,17 @@ def test_a_full_batch_goes_on_early_and_the_rest_at_the_end(stream):
     machine.end_slice()
     assert out[2:] == [[b"\x06"]]
     assert sum(len(b) for b in out) == 7
+
+
+def test_a_frame_after_a_quiet_spell_in_a_long_slice_follows_the_held_ones_at_once(monkeypatch):
+    monkeypatch.setattr(handoff, "QUIET_S", 0.02)
+    machine, out = SlicingMachine(), []
+    batch = SliceBatch(machine, out.append)
+    machine.in_slice = True
+    assert not batch.add(b"a")               # the first: at once
+    assert batch.add(b"b") and batch.add(b"c")
+    time.sleep(0.05)                         # the slice goes on; nothing sent for 50 ms
+    assert not batch.add(b"d")               # held ones go first, then the caller sends d
+    assert out == [[b"b", b"c"]]
+    machine.end_slice()
+    assert out == [[b"b", b"c"]]

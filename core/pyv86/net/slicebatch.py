@@ -37,16 +37,17 @@ class SliceBatch:
     def add(self, frame: bytes) -> bool:
         """Hold ``frame`` for the end of the running slice; False when there is none, or
         when the frame comes after a quiet spell (the caller sends it now)."""
+        now = time.monotonic()
+        quiet, self._last = now - self._last > handoff.QUIET_S, now
         frames = self._frames
+        if quiet:      # a lone frame (a ping's answer, a keystroke) goes at once, after any
+            self.flush()                  # that still wait (a long slice's earlier ones)
+            return False
         if frames is not None:
             frames.append(frame)
             if len(frames) >= self.max_frames:
                 self.flush()
             return True
-        now = time.monotonic()
-        quiet, self._last = now - self._last > handoff.QUIET_S, now
-        if quiet:      # a lone frame (a ping's answer, a keystroke) goes at once
-            return False
         if self._after_slice is not None and self._after_slice(self.flush):
             self._frames = [frame]
             return True

@@ -146,10 +146,11 @@ class WsBackend:
         tx.append(bytes(frame))
         now = time.monotonic()
         quiet, self._last_send = now - self._last_send > handoff.QUIET_S, now
-        if not self._tx_signalled and self._connected:
+        if self._connected and (quiet or not self._tx_signalled):
             self._tx_signalled = True
             # during a CPU slice, wake the loop once when the slice ends, for all its frames;
-            # a frame after a quiet spell (a ping's answer) wakes it at once
+            # a frame after a quiet spell (a ping's answer) wakes it at once, even if a
+            # wake-up for earlier frames of a long slice is still waiting for its end
             if quiet or self._after_slice is None or not self._after_slice(self._wake_writer):
                 self._wake_writer()
 
