@@ -5,8 +5,9 @@ client, websockproxy, node-relay, wsnic, go-websockproxy and ``pyv86 relay serve
 
 Threads: the backend runs its own asyncio loop on a daemon thread. The machine thread
 calls :meth:`WsBackend.send`, which only appends a copy of the frame to a bounded queue
-(the newest frames are kept, the oldest dropped and counted) and wakes the loop (once per
-CPU slice, when it ends: ``machine.after_slice``); it never waits for the network.
+(the newest frames are kept, the oldest dropped and counted) and wakes the loop — the
+frames a guest sends close together during a CPU slice when the slice ends, together
+(:class:`~pyv86.net.slicebatch.SliceBatch`); it never waits for the network.
 Received frames are checked (text messages ignored, runts and oversize messages dropped,
 go-websockproxy's 1518-byte padding trimmed) and handed to the machine thread through the
 core's bounded :class:`~pyv86.net.handoff.Handoff` (one ``machine.call_soon_threadsafe``
@@ -30,8 +31,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import attrs
 
-from pyv86.net import handoff
 from pyv86.net.handoff import Handoff
+from pyv86.net.slicebatch import SliceBatch
 
 from pyv86_relay_ws.frames import ETH_FRAME_MAX, RUNT, TRIMMED, check_frame, redact_url
 
@@ -105,8 +106,7 @@ class WsBackend:
         self.url = url
         self.name = name or redact_url(url)
         self._handoff = Handoff(machine, limit=rx_backlog)
-        self._after_slice = getattr(machine, "after_slice", None)
-        self._last_send = -1e9
+        self._slice = SliceBatch(machine, self._queue)
         self._ssl = ssl_context if parts.scheme == "wss" else None
         if origin is None:
             http = "https" if parts.scheme == "wss" else "http"
@@ -133,34 +133,33 @@ class WsBackend:
 
     # NetBackend ------------------------------------------------------------------
     def send(self, frame: bytes) -> None:
-        """Queue one frame (copied) for the relay; never blocks the caller."""
+        """Queue one frame (copied) for the relay; never blocks the caller. During a CPU
+        slice the frame joins the slice's others, queued together when it ends (the loop
+        then wakes once for all of them)."""
         if self._closing:
             return
-        tx = self._tx
-        if len(tx) >= self._tx_max:
-            try:
-                tx.popleft()
-            except IndexError:
-                pass
-            self._c.tx_dropped += 1
-        tx.append(bytes(frame))
-        now = time.monotonic()
-        quiet, self._last_send = now - self._last_send > handoff.QUIET_S, now
-        if self._connected and (quiet or not self._tx_signalled):
-            self._tx_signalled = True
-            # during a CPU slice, wake the loop once when the slice ends, for all its frames;
-            # a frame after a quiet spell (a ping's answer) wakes it at once, even if a
-            # wake-up for earlier frames of a long slice is still waiting for its end
-            if quiet or self._after_slice is None or not self._after_slice(self._wake_writer):
-                self._wake_writer()
+        frame = bytes(frame)
+        if not self._slice.add(frame):
+            self._queue([frame])
 
-    def _wake_writer(self) -> None:
-        loop, event = self._loop, self._tx_event
-        if loop is not None and event is not None:
-            try:
-                loop.call_soon_threadsafe(event.set)
-            except RuntimeError:  # loop already closed
-                pass
+    def _queue(self, frames: list[bytes]) -> None:
+        tx = self._tx
+        for frame in frames:
+            if len(tx) >= self._tx_max:
+                try:
+                    tx.popleft()
+                except IndexError:
+                    pass
+                self._c.tx_dropped += 1
+            tx.append(frame)
+        if not self._tx_signalled and self._connected:
+            self._tx_signalled = True
+            loop, event = self._loop, self._tx_event
+            if loop is not None and event is not None:
+                try:
+                    loop.call_soon_threadsafe(event.set)
+                except RuntimeError:  # loop already closed
+                    pass
 
     def set_receiver(self, callback: FrameCallback | None) -> None:
         self._handoff.set_receiver(callback)
