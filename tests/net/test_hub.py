@@ -313,7 +313,7 @@ def test_a_slow_peer_fills_the_socket_then_frames_queue_in_order_or_are_counted(
 
         pb.set_receiver(slow)
         wait_for(lambda: host.links == 1)
-        link = next(x for x in host._links if x is not pa)
+        link = next(x for x in host._links if x is not pa).stream
         # a small send buffer and 9 KB frames (jumbo frames are allowed on a hub): a frame
         # then often goes out in part, and its tail must go next
         link.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
@@ -324,7 +324,7 @@ def test_a_slow_peer_fills_the_socket_then_frames_queue_in_order_or_are_counted(
                 pa.send(frames[i])
             else:
                 host.forward_many(pa, frames[i:i + batch])
-            assert link._queued_frames <= LINK_QUEUE_FRAMES
+            assert link.queued_frames <= LINK_QUEUE_FRAMES
         assert link.dropped > 0, "the socket never filled: the backlog path was not exercised"
         assert link.dropped <= total - (LINK_QUEUE_FRAMES - batch)
         release.set()

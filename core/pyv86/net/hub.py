@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from pyv86.net.base import FrameCallback
 from pyv86.net.frame import ETH_HEADER
+from pyv86.net.framedstream import FramedStream
 from pyv86.net.handoff import Handoff
 from pyv86.net.slicebatch import SliceBatch
 
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAGIC = b"pyv86-hub 1\n"
-_LENGTH = struct.Struct("!I")
 MAX_WIRE_FRAME = 65535
 MAC_TABLE_SIZE = 1024
 MAC_AGING_S = 300.0
@@ -141,136 +141,29 @@ class HubPort(_Link):
 
 
 class _SocketLink(_Link):
-    """A stream to another process's switch: length-prefixed frames both ways.
-
-    Sending: while nothing waits in the link's queue, :meth:`deliver` writes the frame
-    (:meth:`deliver_many` a port's batch of frames) straight to the socket without
-    blocking (``MSG_DONTWAIT``), on the caller's thread — one system call and no thread
-    wake-up. Only when the socket's buffer is full (the peer reads slowly) does the rest
-    wait in the queue for the writer thread, and later frames queue behind it, so the
-    order on the wire is kept. The queue holds at most :data:`LINK_QUEUE_FRAMES` frames;
-    beyond that they are dropped and counted.
-    """
+    """A link to another process's switch: a :class:`~pyv86.net.framedstream.FramedStream`
+    whose frames the hub switches like a port's (sent straight to the socket, a bounded
+    queue of :data:`LINK_QUEUE_FRAMES` frames only when the peer reads slowly)."""
 
     def __init__(self, hub: Hub, sock: socket.socket, name: str) -> None:
         self.hub = hub
-        self.sock = sock
         self.name = name
-        self.sent_frames = 0
-        self.received_frames = 0
-        self.dropped = 0
-        self._queue: collections.deque[bytes] = collections.deque()
-        """Wire chunks (length-prefixed frames, or the unsent tail of some) for the writer thread."""
-        self._queued_frames = 0
-        self._cond = threading.Condition()
-        self._writing = False  # the writer thread is sending chunks it took from the queue
-        self._closed = False
-        self._reader = threading.Thread(target=self._read_loop, name=f"hub-{hub.name}-{name}-rx",
-                                        daemon=True)
-        self._writer = threading.Thread(target=self._write_loop, name=f"hub-{hub.name}-{name}-tx",
-                                        daemon=True)
+        self.stream = FramedStream(sock, f"hub:{hub.name}: link {name}",
+                                   on_frame=lambda frame: hub.forward(self, frame),
+                                   on_close=lambda: hub._link_closed(self),
+                                   queue_frames=LINK_QUEUE_FRAMES, max_frame=MAX_WIRE_FRAME)
 
     def start(self) -> None:
-        self._reader.start()
-        self._writer.start()
+        self.stream.start()
 
     def deliver(self, frame: bytes) -> None:
-        self._send_chunk(_LENGTH.pack(len(frame)) + frame, 1)
+        self.stream.send(frame)
 
     def deliver_many(self, frames: list[bytes]) -> None:
-        pack = _LENGTH.pack
-        self._send_chunk(b"".join([pack(len(f)) + f for f in frames]), len(frames))
-
-    def _send_chunk(self, chunk: bytes, nframes: int) -> None:
-        """Send ``nframes`` frames already framed in ``chunk`` (or queue them, see above)."""
-        with self._cond:
-            if self._closed:
-                return
-            if not self._queue and not self._writing:
-                try:
-                    sent = self.sock.send(chunk, socket.MSG_DONTWAIT)
-                except (BlockingIOError, InterruptedError):
-                    sent = 0
-                except OSError:
-                    sent = 0  # the writer thread meets the error too, logs it and closes the link
-                if sent == len(chunk):
-                    self.sent_frames += nframes
-                    return
-                if sent:  # the tail must go next, whatever the queue's bound
-                    self.sent_frames += nframes
-                    self._queue.append(chunk[sent:])
-                    self._queued_frames += nframes
-                    self._cond.notify()
-                    return
-            if self._queued_frames + nframes > LINK_QUEUE_FRAMES:
-                self.dropped += nframes
-                return
-            self._queue.append(chunk)
-            self._queued_frames += nframes
-            self.sent_frames += nframes
-            self._cond.notify()
-
-    def _write_loop(self) -> None:
-        try:
-            while True:
-                with self._cond:
-                    self._writing = False
-                    while not self._queue and not self._closed:
-                        self._cond.wait()
-                    if self._closed:
-                        return
-                    chunks = list(self._queue)
-                    self._queue.clear()
-                    self._queued_frames = 0
-                    self._writing = True
-                self.sock.sendall(b"".join(chunks))
-        except OSError as exc:
-            if not self._closed:
-                log.info("hub:%s: link %s: send failed: %s", self.hub.name, self.name, exc)
-        finally:
-            self.close()
-
-    def _read_loop(self) -> None:
-        unpack = struct.Struct("!I").unpack
-        stream = self.sock.makefile("rb", buffering=1 << 16)
-        try:
-            while True:
-                header = stream.read(4)
-                if len(header) < 4:
-                    return
-                (length,) = unpack(header)
-                if length > MAX_WIRE_FRAME:
-                    log.warning("hub:%s: link %s sent a %d-byte frame (limit %d); closing it",
-                                self.hub.name, self.name, length, MAX_WIRE_FRAME)
-                    return
-                frame = stream.read(length)
-                if len(frame) < length:
-                    return
-                self.received_frames += 1
-                self.hub.forward(self, frame)
-        except (OSError, ValueError) as exc:
-            if not self._closed:
-                log.info("hub:%s: link %s: receive failed: %s", self.hub.name, self.name, exc)
-        finally:
-            try:
-                stream.close()
-            except OSError:
-                pass
-            self.close()
+        self.stream.send_many(frames)
 
     def close(self) -> None:
-        with self._cond:
-            if self._closed:
-                return
-            self._closed = True
-            self._queue.clear()
-            self._cond.notify_all()
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
-        self.hub._link_closed(self)
+        self.stream.close()
 
 
 def _peer_uid(sock: socket.socket) -> int:
