@@ -13,6 +13,7 @@ Anything missing makes the tests fail with the reason: .ci/run installs all of i
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -133,3 +134,49 @@ def test_two_v86_guests_ping_each_other_through_the_relay(booted: Booted) -> Non
     stats = booted.lan.relay_stats()
     assert stats["unicast"] > 0, stats
     assert stats["drops"] == 0, stats["totals"]
+
+
+def test_a_pyv86_guest_and_a_v86_guest_share_the_relay(booted: Booted, tmp_path: Path) -> None:
+    """pyv86's own ws:// client and NE2000 beside v86's on one relay: the pyv86 guest (a
+    ``pyv86 run`` inside the namespace, booting the same image) gets a lease from dnsmasq
+    through the relay and pings a v86 guest, which pings it back."""
+    import subprocess
+    import sys
+
+    v86 = booted.network("v86a")
+    machine = tmp_path / "mixed.toml"
+    machine.write_text(
+        'version = 1\nname = "mixed"\n[machine]\nmemory = "128M"\n'
+        '[boot]\nkernel = "guest:vmlinuz"\ninitrd = "guest:initramfs.cpio.gz"\n'
+        '[device.net0]\ntype = "ne2k-pci"\nnetdev = "lan"\n'
+        f'[netdev.lan]\nurl = "{booted.lan.relay_url}"\n')
+    script = ("udhcpc -i eth0 -s /usr/share/udhcpc/default.script -f -q -n -t 10 -T 3 >/dev/null 2>&1; "
+              "echo ADDR $(ip -4 -o addr show dev eth0 | awk '{print $4}') $(cat /sys/class/net/eth0/address); "
+              f"ping -c 3 -W 3 {v86['ip']}; "
+              "echo LISTEN''ING; sleep 120")  # (the quotes keep the typed line from matching)
+    log, errors = tmp_path / "console.log", tmp_path / "stderr.log"
+    with open(errors, "wb") as err:
+        proc = subprocess.Popen([*booted.lan.netns_prefix, sys.executable, "-m", "pyv86.cli", "run",
+                                 "--headless", "--timeout", "900", "--console-log", str(log),
+                                 "--exec", script, str(machine)], stdout=subprocess.DEVNULL, stderr=err)
+    out = ""
+    try:
+        deadline = time.monotonic() + 900
+        while "LISTENING" not in out:
+            assert proc.poll() is None, (f"pyv86 exited ({proc.returncode}): "
+                                         f"{errors.read_text(errors='replace')[-1500:]}\n{out[-2000:]}")
+            assert time.monotonic() < deadline, f"the pyv86 guest never got through its commands:\n{out[-2000:]}"
+            time.sleep(0.5)
+            out = log.read_text(errors="replace") if log.exists() else ""
+        m = re.search(r"ADDR (\d+\.\d+\.\d+\.\d+)/24 ([0-9a-f:]{17})", out)
+        assert m, f"the pyv86 guest got no address through the relay:\n{out[-2000:]}"
+        ip, mac = m.group(1), m.group(2)
+        assert ip.startswith(SUBNET + ".") and mac in booted.lan.lease_text().lower(), (out[-1500:], booted.lan.lease_text())
+        rm = RECEIVED_RE.search(out)
+        assert rm and int(rm.group(2)) >= 2, f"pyv86 -> v86 ping failed:\n{out[-2000:]}"
+        sent, received, pong = ping(booted.guests["v86a"], ip)
+        assert sent == 3 and received >= 2, pong
+        assert booted.lan.relay_stats()["clients"] == 3
+    finally:
+        proc.kill()
+        proc.wait(10)
