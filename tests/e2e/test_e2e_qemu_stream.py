@@ -2,8 +2,9 @@
 
 ``qemu-system-i386`` (TCG, its ``ne2k_pci``, the same guest image) and a pyv86 guest are
 joined three ways: pyv86 listens on ``stream:`` and QEMU connects with ``-netdev stream``;
-QEMU listens with the older ``-netdev socket,listen=`` and pyv86 connects; and UDP, pyv86's
-``dgram:`` against QEMU's ``-netdev dgram``. Both Linux guests use their ne2k-pci drivers;
+QEMU listens with the older ``-netdev socket,listen=`` and pyv86 connects; UDP, pyv86's
+``dgram:`` against QEMU's ``-netdev dgram``; and through ``pyv86 relay serve
+--qemu-stream``, pyv86 as a WebSocket client and QEMU as a stream peer of the same switch. Both Linux guests use their ne2k-pci drivers;
 each time they ping each other both ways and move a file over TCP whose checksum must
 match on the other side. Every socket is on loopback.
 
@@ -56,8 +57,11 @@ def qemu_sh(q: QemuGuest, command: str, timeout: float = 120) -> str:
     return out
 
 
-def links(mode: str) -> tuple[str, str]:
+def links(mode: str, relay: Any = None) -> tuple[str, str]:
     """(pyv86 netdev URL, QEMU -netdev spec) for one way of joining them."""
+    if mode == "relay":
+        host, port = relay.qemu_stream
+        return relay.url, f"stream,server=off,addr.type=inet,addr.host={host},addr.port={port}"
     port = free_port()
     if mode == "stream":
         return (f"stream:127.0.0.1:{port}?server=on",
@@ -70,16 +74,26 @@ def links(mode: str) -> tuple[str, str]:
             f"remote.type=inet,remote.host=127.0.0.1,remote.port={port}")
 
 
-@pytest.mark.parametrize("mode", ["stream", "socket-listen", "dgram"])
-def test_pyv86_and_qemu_guests_talk_over_qemus_socket_netdevs(module_guests: Any, mode: str) -> None:
-    url, netdev = links(mode)
+@pytest.fixture
+def relay() -> Any:
+    from pyv86_relay_ws.server import RelayServer  # plugins/relay_ws (installed by `make test`)
+
+    server = RelayServer(port=0, qemu_stream="127.0.0.1:0").start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("mode", ["stream", "socket-listen", "dgram", "relay"])
+def test_pyv86_and_qemu_guests_talk_over_qemus_socket_netdevs(module_guests: Any, mode: str,
+                                                              request: pytest.FixtureRequest) -> None:
+    url, netdev = links(mode, request.getfixturevalue("relay") if mode == "relay" else None)
     a = module_guests.restore(f"a-{mode}", url)
     net.reload_driver(a, "modprobe", f"{IP_PYV86}/24")
     with qemu_guest(netdev) as q:
         q.wait_ready(QEMU_READY_S)
         qemu_sh(q, f"ip -4 addr flush dev eth0; ip addr add {IP_QEMU}/24 dev eth0 && ip link set eth0 up")
         backend = a.machine.netdevs["lan"]
-        if mode != "dgram":
+        if mode not in ("dgram", "relay"):
             deadline = time.monotonic() + 30
             while not backend.connected:
                 assert time.monotonic() < deadline, f"QEMU and pyv86 never connected: {backend.stats}"
@@ -103,6 +117,11 @@ def test_pyv86_and_qemu_guests_talk_over_qemus_socket_netdevs(module_guests: Any
         assert "out" in received, "the QEMU guest's nc never finished"
         digest = sent.split()[0]
         assert len(digest) == 32 and digest in received["out"], (sent, received["out"])
+        if mode == "relay":
+            ports = request.getfixturevalue("relay").stats["ports"]
+            assert sorted(p["wire"] for p in ports) == ["qemu-stream", "ws"], ports
+            assert all(p["rx_frames"] > 100 for p in ports), ports
+            return
         stats = backend.stats
         assert stats["rx_frames"] > 100 and stats["tx_frames"] > 180, stats
         assert stats["rx_runt"] == stats["rx_oversize"] == 0, stats

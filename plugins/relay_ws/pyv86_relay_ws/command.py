@@ -32,6 +32,10 @@ def add_relay_command(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--tap", default=None, metavar="NAME",
                        help="uplink: attach to or create TAP NAME (needs pyv86-relay-tap and CAP_NET_ADMIN)")
     serve.add_argument("--bridge", default=None, metavar="BR", help="enslave the --tap interface to bridge BR")
+    serve.add_argument("--qemu-stream", default=None, metavar="HOST:PORT",
+                       help="also take QEMU VMs as switch ports: they connect here with -netdev "
+                            "stream,server=off,addr.type=inet,addr.host=HOST,addr.port=PORT (or "
+                            "-netdev socket,connect=HOST:PORT); no token applies to them")
     serve.add_argument("--max-frame", type=int, default=ETH_FRAME_MAX, metavar="BYTES",
                        help="longest frame accepted from a client (14..1514, default 1514)")
     serve.add_argument("--max-fps", type=float, default=0.0, metavar="N",
@@ -89,6 +93,6 @@ def cmd_serve(args: argparse.Namespace, *_: Any) -> int:
     server = RelayServer(args.host, args.port, token=_token(args), cert=args.cert, key=args.key,
                          tap=args.tap, bridge=args.bridge, limits=limits, mac_age=args.mac_age,
                          allow_mac_move=args.allow_mac_move, stats_interval=args.stats_interval,
-                         report=report)
+                         report=report, qemu_stream=args.qemu_stream)
     server.run(announce=True)
     return 0

@@ -1,4 +1,4 @@
-"""The relay server: WebSocket clients (and an optional TAP uplink) on one learning switch.
+"""The relay server: WebSocket clients, QEMU VMs and an optional TAP uplink on one learning switch.
 
 ``RelayServer`` runs on an asyncio loop, either its own thread (:meth:`RelayServer.start`
 / :meth:`RelayServer.stop`, for tests and embedding) or the caller's (:meth:`run`, used
@@ -15,6 +15,11 @@ callback per loop pass; while the socket is backed up the queue fills and furthe
 for that client alone are dropped and counted, so a slow client never slows the others.
 Per client the server holds at most ``queue_bytes`` queued plus the transport's
 ``HIGH_WATER`` bytes.
+
+With ``qemu_stream`` (``--qemu-stream HOST:PORT``) the server also listens for QEMU VMs
+(``-netdev stream,server=off`` or ``-netdev socket,connect=``); each connection is a
+:class:`QemuStreamPort` with the same checks, limits and counters as a WebSocket client,
+so v86, pyv86 and QEMU guests share one switch.
 
 Plain HTTP on the same port: ``GET /stats`` returns the counters as JSON,
 ``GET /stats.txt`` as one line of text (both need the token when one is set).
@@ -86,10 +91,16 @@ class RelayLimits:
                                       metadata={"help": "close a client silent this long (pinged at half)"})
 
 
-class ClientPort(asyncio.Protocol, Port):
-    """One WebSocket client: HTTP upgrade, then frames in and out."""
+class PeerPort(asyncio.Protocol, Port):
+    """A switch port on one TCP connection: admission, the checks and rate limits every
+    received frame passes, and the outgoing queue (bounded in bytes: a backed-up peer loses
+    only its own frames). Subclasses speak a wire format: :class:`ClientPort` (WebSocket)
+    and :class:`QemuStreamPort` (QEMU's length-prefixed stream)."""
 
     kind = "client"
+    wire_name = "?"
+    answers_pings = False
+    """Whether the peer answers a liveness probe (the idle timeout applies only then)."""
 
     def __init__(self, server: RelayServer) -> None:
         Port.__init__(self, "?", server.limits.max_macs)
@@ -97,12 +108,8 @@ class ClientPort(asyncio.Protocol, Port):
         self.limits = server.limits
         self.transport: asyncio.Transport | None = None
         self.loop = server.loop
-        self.ws = False
         self.admitted = False
         self.path = ""
-        self._head: bytearray | None = bytearray()
-        self._parser = FrameParser(MAX_MESSAGE)
-        self._timer: asyncio.TimerHandle | None = None
         self.out: list[bytes] = []
         self.out_bytes = 0
         self.flush_pending = False
@@ -132,11 +139,12 @@ class ClientPort(asyncio.Protocol, Port):
             transport.abort()
             return
         self.admitted = True
-        self._timer = self.loop.call_later(HANDSHAKE_TIMEOUT, self._handshake_timeout)
+        self._admitted()
+
+    def _admitted(self) -> None:
+        """The connection may stay (the server had room)."""
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
         self.out.clear()
         self.out_bytes = 0
         self.server._detach(self)
@@ -150,14 +158,132 @@ class ClientPort(asyncio.Protocol, Port):
             self.flush_pending = True
             self.loop.call_soon(self._flush)
 
+    def eof_received(self) -> bool | None:
+        return None  # close the transport
+
+    def ping(self) -> None:
+        """Probe a quiet peer (only called when :attr:`answers_pings`)."""
+
+    # input ------------------------------------------------------------------------------
+    def _frames_in(self, frames: list[bytes]) -> None:
+        """Frames that arrived together: check, rate-limit and switch each one."""
+        now = self.loop.time()
+        self.last_rx = now
+        self.ping_outstanding = False
+        fps, bps = self._fps, self._bps
+        if fps or bps:
+            elapsed = now - self._tok_time
+            self._tok_time = now
+            if fps:
+                self._tok_f = min(max(fps, 1.0), self._tok_f + elapsed * fps)
+            if bps:
+                self._tok_b = min(max(bps, float(ETH_FRAME_MAX)), self._tok_b + elapsed * bps)
+        max_frame = self.limits.max_frame
+        switch_input = self.server.switch.input
+        for payload in frames:
+            n = len(payload)
+            if n < ETH_HEADER:
+                self.drop_malformed += 1
+                continue
+            if n > max_frame:
+                frame, _verdict = check_frame(payload, max_frame)
+                if frame is None:
+                    self.drop_oversize += 1
+                    continue
+                self.trimmed += 1
+                payload = frame
+                n = len(frame)
+            if fps:
+                if self._tok_f < 1.0:
+                    self.drop_rate += 1
+                    continue
+                self._tok_f -= 1.0
+            if bps:
+                if self._tok_b < n:
+                    self.drop_rate += 1
+                    continue
+                self._tok_b -= n
+            self.rx_frames += 1
+            self.rx_bytes += n
+            switch_input(self, payload, now)
+
+    # output ---------------------------------------------------------------------------
+    def _encode(self, frame: bytes, wire: bytes) -> bytes:
+        """``frame`` as this peer's wire format wants it (``wire``: as a WebSocket message)."""
+        raise NotImplementedError
+
+    def deliver(self, frame: bytes, wire: bytes) -> None:
+        wire = self._encode(frame, wire)
+        n = len(wire)
+        if self.out_bytes + n > self.limits.queue_bytes:
+            if self.paused or self.transport is None:
+                self.drop_queue += 1
+                return
+            self._flush()  # a burst larger than the queue: hand it to the socket now
+            if self.paused and n > self.limits.queue_bytes:
+                self.drop_queue += 1
+                return
+        self.out.append(wire)
+        self.out_bytes += n
+        self.tx_frames += 1
+        self.tx_bytes += len(frame)
+        if not self.flush_pending:
+            self.flush_pending = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self.flush_pending = False
+        if self.paused or not self.out or self.transport is None or self.transport.is_closing():
+            return
+        out = self.out
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        self.out_bytes = 0
+        self.transport.write(data)
+
+    def counters(self) -> dict[str, Any]:
+        out = Port.counters(self)
+        out["queued_bytes"] = self.out_bytes
+        out["protocol_errors"] = self.protocol_errors
+        out["path"] = self.path
+        out["wire"] = self.wire_name
+        out["connected_s"] = round(time.time() - self.connected_at, 1)
+        return out
+
+    def _write_now(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+
+class ClientPort(PeerPort):
+    """One WebSocket client: HTTP upgrade, then frames in and out."""
+
+    wire_name = "ws"
+    answers_pings = True
+
+    def __init__(self, server: RelayServer) -> None:
+        super().__init__(server)
+        self.ws = False
+        self._head: bytearray | None = bytearray()
+        self._parser = FrameParser(MAX_MESSAGE)
+        self._timer: asyncio.TimerHandle | None = None
+
+    def _admitted(self) -> None:
+        self._timer = self.loop.call_later(HANDSHAKE_TIMEOUT, self._handshake_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        super().connection_lost(exc)
+
+    def _encode(self, frame: bytes, wire: bytes) -> bytes:
+        return wire
+
     def data_received(self, data: bytes) -> None:
         if self.ws:
             self._ws_data(data)
         elif self._head is not None:
             self._http_data(data)
-
-    def eof_received(self) -> bool | None:
-        return None  # close the transport
 
     # HTTP phase ---------------------------------------------------------------------------
     def _handshake_timeout(self) -> None:
@@ -248,46 +374,15 @@ class ClientPort(asyncio.Protocol, Port):
             return
         if not msgs:
             return
-        now = self.loop.time()
-        self.last_rx = now
+        self.last_rx = self.loop.time()  # any message (a pong too) shows the client is alive
         self.ping_outstanding = False
-        fps, bps = self._fps, self._bps
-        if fps or bps:
-            elapsed = now - self._tok_time
-            self._tok_time = now
-            if fps:
-                self._tok_f = min(max(fps, 1.0), self._tok_f + elapsed * fps)
-            if bps:
-                self._tok_b = min(max(bps, float(ETH_FRAME_MAX)), self._tok_b + elapsed * bps)
-        max_frame = self.limits.max_frame
-        switch_input = self.server.switch.input
+        binary = [payload for opcode, payload in msgs if opcode == OP_BINARY]
+        if len(binary) == len(msgs):
+            self._frames_in(binary)
+            return
         for opcode, payload in msgs:
             if opcode == OP_BINARY:
-                n = len(payload)
-                if n < ETH_HEADER:
-                    self.drop_malformed += 1
-                    continue
-                if n > max_frame:
-                    frame, _verdict = check_frame(payload, max_frame)
-                    if frame is None:
-                        self.drop_oversize += 1
-                        continue
-                    self.trimmed += 1
-                    payload = frame
-                    n = len(frame)
-                if fps:
-                    if self._tok_f < 1.0:
-                        self.drop_rate += 1
-                        continue
-                    self._tok_f -= 1.0
-                if bps:
-                    if self._tok_b < n:
-                        self.drop_rate += 1
-                        continue
-                    self._tok_b -= n
-                self.rx_frames += 1
-                self.rx_bytes += n
-                switch_input(self, payload, now)
+                self._frames_in([payload])
             elif opcode == OP_TEXT:
                 self.drop_text += 1
             elif opcode == OP_PING:
@@ -298,10 +393,6 @@ class ClientPort(asyncio.Protocol, Port):
                 code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else CLOSE_NORMAL
                 self.close(code if 1000 <= code < 5000 and code not in (1005, 1006, 1015) else CLOSE_NORMAL)
                 return
-
-    def _write_now(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
 
     def ping(self) -> None:
         self.ping_outstanding = True
@@ -317,42 +408,53 @@ class ClientPort(asyncio.Protocol, Port):
         self.ws = False
         self.transport.close()
 
-    # output ---------------------------------------------------------------------------
-    def deliver(self, frame: bytes, wire: bytes) -> None:
-        n = len(wire)
-        if self.out_bytes + n > self.limits.queue_bytes:
-            if self.paused or self.transport is None:
-                self.drop_queue += 1
-                return
-            self._flush()  # a burst larger than the queue: hand it to the socket now
-            if self.paused and n > self.limits.queue_bytes:
-                self.drop_queue += 1
-                return
-        self.out.append(wire)
-        self.out_bytes += n
-        self.tx_frames += 1
-        self.tx_bytes += len(frame)
-        if not self.flush_pending:
-            self.flush_pending = True
-            self.loop.call_soon(self._flush)
+class QemuStreamPort(PeerPort):
+    """A peer speaking QEMU's stream netdev (``-netdev stream,server=off`` or ``-netdev
+    socket,connect=``): each frame behind a 4-byte big-endian length, no handshake. It joins
+    the switch as soon as it connects; a length above :data:`MAX_MESSAGE` is a protocol
+    error that closes the connection. QEMU cannot answer a liveness probe, so the idle
+    timeout does not apply (a dead peer shows when writing to it fails)."""
 
-    def _flush(self) -> None:
-        self.flush_pending = False
-        if self.paused or not self.out or self.transport is None or self.transport.is_closing():
-            return
-        out = self.out
-        data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
-        self.out_bytes = 0
-        self.transport.write(data)
+    wire_name = "qemu-stream"
 
-    def counters(self) -> dict[str, Any]:
-        out = Port.counters(self)
-        out["queued_bytes"] = self.out_bytes
-        out["protocol_errors"] = self.protocol_errors
-        out["path"] = self.path
-        out["connected_s"] = round(time.time() - self.connected_at, 1)
-        return out
+    def __init__(self, server: RelayServer) -> None:
+        super().__init__(server)
+        self._buf = bytearray()
+
+    def _admitted(self) -> None:
+        self.path = "qemu-stream"
+        self.server._attach(self)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf
+        buf += data
+        frames: list[bytes] = []
+        at, end = 0, len(buf)
+        while end - at >= 4:
+            length = int.from_bytes(buf[at:at + 4], "big")
+            if length > MAX_MESSAGE:
+                self.protocol_errors += 1
+                log.info("%s: a %d-byte frame on a QEMU stream (limit %d); closing",
+                         self.name, length, MAX_MESSAGE)
+                self._buf = bytearray()
+                if self.transport is not None:
+                    self.transport.close()
+                return
+            if end - at - 4 < length:
+                break
+            frames.append(bytes(buf[at + 4:at + 4 + length]))
+            at += 4 + length
+        del buf[:at]
+        if frames:
+            self._frames_in(frames)
+
+    def _encode(self, frame: bytes, wire: bytes) -> bytes:
+        return len(frame).to_bytes(4, "big") + frame
+
+    def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self._flush()
+            self.transport.close()
 
 
 class TapPort(Port):
@@ -455,13 +557,17 @@ class RelayServer:
     :param allow_mac_move: Let a client take over a MAC another live client uses.
     :param stats_interval: Report a stats line every this many seconds (0 = never).
     :param report: Where stats lines go (default: INFO log).
+    :param qemu_stream: ``HOST:PORT`` to also accept QEMU VMs on (``-netdev stream,server=off``
+        or ``-netdev socket,connect=``): each connection is one more port of the switch.
+        No token applies there, so bind it to loopback or a trusted network.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 8086, *, token: str | None = None,
                  cert: str | None = None, key: str | None = None, tap: str | None = None,
                  bridge: str | None = None, limits: RelayLimits | None = None,
                  mac_age: float = 300.0, allow_mac_move: bool = False,
-                 stats_interval: float = 0.0, report: Callable[[str], None] | None = None) -> None:
+                 stats_interval: float = 0.0, report: Callable[[str], None] | None = None,
+                 qemu_stream: str | None = None) -> None:
         if key and not cert:
             raise RelayError("relay: --key needs --cert")
         if bridge and not tap:
@@ -472,12 +578,15 @@ class RelayServer:
         self.token = token or None
         self.cert, self.key = cert, key
         self.tap_name, self.bridge = tap, bridge
+        self.qemu_stream = _host_port(qemu_stream) if qemu_stream else None
+        """(host, port) of the QEMU stream listener; the port is the real one once open."""
+        self._qemu_server: asyncio.AbstractServer | None = None
         self.limits = limits or RelayLimits()
         self.switch = Switch(mac_age=mac_age, allow_mac_move=allow_mac_move)
         self.stats_interval = stats_interval
         self.report = report or (lambda line: log.info("%s", line))
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
-        self.clients: dict[ClientPort, None] = {}
+        self.clients: dict[PeerPort, None] = {}
         self.tap: TapPort | None = None
         self.connections = 0
         self.clients_total = 0
@@ -534,6 +643,21 @@ class RelayServer:
             raise RelayError(f"relay: cannot listen on {self.host}:{self.requested_port}: "
                              f"{exc.strerror or exc}") from None
         self.port = self._server.sockets[0].getsockname()[1]
+        if self.qemu_stream is not None:
+            host, port = self.qemu_stream
+            try:
+                self._qemu_server = await self.loop.create_server(
+                    lambda: QemuStreamPort(self), host, port, backlog=64)
+            except OSError as exc:
+                await self.close()
+                raise RelayError(f"relay: --qemu-stream {host}:{port}: cannot listen: "
+                                 f"{exc.strerror or exc}") from None
+            self.qemu_stream = (host, self._qemu_server.sockets[0].getsockname()[1])
+            if self.token:
+                log.warning("relay: QEMU peers on %s:%d need no token (QEMU cannot send one)",
+                            *self.qemu_stream)
+            log.info("relay: QEMU VMs join with -netdev stream,server=off,addr.type=inet,"
+                     "addr.host=%s,addr.port=%d", *self.qemu_stream)
         self._started_at = time.monotonic()
         self._housekeeping = asyncio.ensure_future(self._housekeep())
         log.info("relay: listening on %s%s", self.url,
@@ -543,6 +667,8 @@ class RelayServer:
         """Stop accepting, say goodbye to clients (close 1001), release the TAP."""
         if self._server is not None:
             self._server.close()
+        if self._qemu_server is not None:
+            self._qemu_server.close()
         if self._housekeeping is not None:
             self._housekeeping.cancel()
         for client in list(self.clients):
@@ -557,8 +683,9 @@ class RelayServer:
         if self.tap is not None:
             self.switch.remove_port(self.tap)
             self.tap.close()
-        if self._server is not None:
-            await self._server.wait_closed()
+        for server in (self._server, self._qemu_server):
+            if server is not None:
+                await server.wait_closed()
         log.info("relay: stopped")
 
     def request_stop(self) -> None:
@@ -629,20 +756,20 @@ class RelayServer:
         asyncio.run(main())
 
     # bookkeeping -----------------------------------------------------------------------
-    def _admit(self, client: ClientPort) -> bool:
+    def _admit(self, client: PeerPort) -> bool:
         if self.connections >= self.limits.max_clients + 64:
             self.rejected += 1
             return False
         self.connections += 1
         return True
 
-    def _attach(self, client: ClientPort) -> None:
+    def _attach(self, client: PeerPort) -> None:
         self.clients[client] = None
         self.clients_total += 1
         self.switch.add_port(client)
         log.info("%s: connected (%s; %d clients)", client.name, client.path, len(self.clients))
 
-    def _detach(self, client: ClientPort) -> None:
+    def _detach(self, client: PeerPort) -> None:
         if client.admitted:
             client.admitted = False
             self.connections -= 1
@@ -686,6 +813,8 @@ class RelayServer:
             self.switch.sweep(now)
             if limits.idle_timeout:
                 for client in list(self.clients):
+                    if not client.answers_pings:
+                        continue
                     idle = now - client.last_rx
                     if idle > limits.idle_timeout:
                         log.info("%s: silent for %.0f s; closing", client.name, idle)
@@ -728,6 +857,7 @@ class RelayServer:
             "totals": totals,
             "drops": _drops(totals),
             "tap": self.tap.counters() if self.tap is not None else None,
+            "qemu_stream": "%s:%d" % self.qemu_stream if self.qemu_stream else None,
             "ports": clients,
         }
 
@@ -743,6 +873,15 @@ class RelayServer:
             tap = s["tap"]
             line += f"; {tap['name']}: rx {tap['rx_frames']} tx {tap['tx_frames']} errors {tap['tx_errors']}"
         return line
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[V6]:PORT`` (port 0 = any free one) -> (host, port)."""
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise RelayError(f"relay: --qemu-stream {text!r}: expected HOST:PORT (port 0..65535)")
+    return host, int(port)
 
 
 def _drops(counters: dict[str, Any]) -> int:
