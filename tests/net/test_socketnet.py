@@ -338,3 +338,46 @@ def test_no_thread_is_left_behind():
         c.close()
         s.close()
     wait_for(lambda: threading.active_count() <= before, timeout=5)
+
+
+def test_garbage_from_a_stream_peer_never_reaches_the_nic_as_a_bad_frame(client_and_listener):
+    """Random bytes and random length prefixes, in random pieces, over several connections:
+    every frame handed to the NIC is 14..1514 bytes, the good frames that open each session
+    all arrive, and the client survives each session and connects again."""
+    import random
+
+    be, got, listener = client_and_listener
+    rng = random.Random(86)
+    openers: list[bytes] = []
+    for session in range(12):
+        peer, _ = listener.accept()
+        with peer:
+            wait_for(lambda: be.connected)
+            first = [frame(session * 100 + i, rng.randint(18, 1514)) for i in range(3)]
+            openers += first
+            wire = bytearray(b"".join(framed(f) for f in first))
+            for i in range(40):
+                kind = rng.random()
+                if kind < 0.4:      # a good frame
+                    wire += framed(frame(session * 100 + 10 + i, rng.randint(18, 1514)))
+                elif kind < 0.7:    # a well-framed runt or giant
+                    n = rng.choice([0, 1, 13, 1515, 9000, 65535])
+                    wire += struct.pack("!I", n) + rng.randbytes(n)
+                else:               # raw garbage (may announce any length)
+                    wire += rng.randbytes(rng.randint(1, 300))
+            at = 0
+            try:
+                while at < len(wire):
+                    step = rng.randint(1, 4000)
+                    peer.sendall(wire[at:at + step])
+                    at += step
+            except OSError:
+                pass  # the client closed a stream that stopped making sense
+        wait_for(lambda: not be.connected)
+    time.sleep(0.2)
+    with got.lock:
+        frames_in = list(got.frames)
+    assert all(14 <= len(f) <= 1514 for f in frames_in)
+    missing = [f[14:18].hex() for f in openers if f not in frames_in]
+    assert not missing, f"good frames sent before any garbage were lost: {missing}"
+    assert be._thread.is_alive(), "the connect loop died"
