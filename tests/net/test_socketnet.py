@@ -2,6 +2,7 @@
 from the format (a length-prefixed TCP/UNIX stream; one frame per UDP datagram)."""
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import threading
@@ -79,9 +80,11 @@ def test_stream_urls(url, expect):
     assert (str(address), server) == expect
 
 
-def test_dgram_url():
-    local, remote = parse_dgram_url("dgram:127.0.0.1:6000?remote=127.0.0.1:6001")
-    assert (str(local), str(remote)) == ("127.0.0.1:6000", "127.0.0.1:6001")
+def test_dgram_urls():
+    spec = parse_dgram_url("dgram:127.0.0.1:6000?remote=127.0.0.1:6001")
+    assert (str(spec.local), str(spec.remote), spec.group) == ("127.0.0.1:6000", "127.0.0.1:6001", False)
+    spec = parse_dgram_url("dgram:230.0.0.1:1234?ttl=4&ifaddr=10.0.0.1")
+    assert (str(spec.remote), spec.group, spec.ttl, spec.ifaddr) == ("230.0.0.1:1234", True, 4, "10.0.0.1")
 
 
 @pytest.mark.parametrize("url, words", [
@@ -94,6 +97,9 @@ def test_dgram_url():
     ("stream:unix:", "socket path"),
     ("dgram:127.0.0.1:5555", "remote="),
     ("dgram:127.0.0.1:5555?remote=[::1]:5556", "both be IPv4"),
+    ("dgram:230.0.0.1:1234?ttl=300", "0..255"),
+    ("dgram:230.0.0.1:1234?ifaddr=eth0", "not an IPv4 address"),
+    ("dgram:127.0.0.1:5555?remote=127.0.0.1:5556&ttl=2", "multicast group"),
 ])
 def test_bad_urls_are_one_line_errors(url, words):
     parse = parse_dgram_url if url.startswith("dgram") else parse_stream_url
@@ -381,3 +387,57 @@ def test_garbage_from_a_stream_peer_never_reaches_the_nic_as_a_bad_frame(client_
     missing = [f[14:18].hex() for f in openers if f not in frames_in]
     assert not missing, f"good frames sent before any garbage were lost: {missing}"
     assert be._thread.is_alive(), "the connect loop died"
+
+
+@pytest.mark.netns
+def test_vms_on_a_multicast_group_hear_each_other_but_not_themselves():
+    """Three members of one group in a namespace this test makes (multicast routed on its
+    loopback): two ``dgram:`` backends and a plain socket doing what QEMU's ``-netdev
+    socket,mcast=`` does. Every frame reaches the other members, none comes back to its
+    sender."""
+    from pyv86.testing.netns import Netns, require_netns
+
+    require_netns("multicast dgram test")
+    ns = Netns(f"p7mc-{os.getpid()}")
+    try:
+        ns.ip("link", "set", "lo", "multicast", "on")
+        ns.ip("route", "add", "224.0.0.0/4", "dev", "lo")
+        group, port = "230.0.0.86", 18600
+        url = f"dgram:{group}:{port}"
+        a, b = (ns.run_in(lambda: DgramBackend(url, DirectMachine())) for _ in range(2))
+
+        def qemu_like() -> socket.socket:
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            s.bind((group, port))
+            s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+                         socket.inet_aton(group) + socket.inet_aton("0.0.0.0"))
+            s.settimeout(3)
+            return s
+
+        q = ns.run_in(qemu_like)
+        got_a, got_b = Collector(), Collector()
+        a.set_receiver(got_a)
+        b.set_receiver(got_b)
+        try:
+            fa, fb, fq = frame(1), frame(2, 1514), frame(3, 100)
+            a.send(fa)
+            b.send(fb)
+            q.sendto(fq, (group, port))
+            wait_for(lambda: len(got_a.frames) == 2 and len(got_b.frames) == 2)
+            assert sorted(got_a.frames) == sorted([fb, fq])
+            assert sorted(got_b.frames) == sorted([fa, fq])
+            heard = set()
+            while len(heard) < 3:
+                heard.add(q.recv(2000))
+            assert heard == {fa, fb, fq}  # the plain socket hears its own too, as QEMU does
+            time.sleep(0.2)
+            assert a.stats["rx_own"] == 1 and b.stats["rx_own"] == 1
+            assert len(got_a.frames) == 2 and len(got_b.frames) == 2
+        finally:
+            q.close()
+            a.close()
+            b.close()
+    finally:
+        ns.close()

@@ -22,5 +22,5 @@ def pyv86_register_net_backends(registry: NetBackendRegistry) -> None:
                  help="stream:HOST:PORT[?server=on] or stream:unix:PATH — frames on a TCP or "
                       "UNIX stream, as QEMU's -netdev stream/socket send them")
     registry.add("dgram", open_dgram,
-                 help="dgram:HOST:PORT?remote=HOST:PORT — one frame per UDP datagram, as "
-                      "QEMU's -netdev dgram sends them")
+                 help="dgram:HOST:PORT?remote=HOST:PORT or dgram:GROUP:PORT (multicast) — one "
+                      "frame per UDP datagram, as QEMU's -netdev dgram sends them")

@@ -18,6 +18,11 @@ pyv86 netdev URL                            the QEMU side
 ``dgram:127.0.0.1:5556?remote=127.0.0.1:5555``  ``-netdev dgram,id=n,local.type=inet,local.host=``
                                             ``127.0.0.1,local.port=5555,remote.type=inet,``
                                             ``remote.host=127.0.0.1,remote.port=5556``
+``dgram:230.0.0.1:1234[?ifaddr=A&ttl=N]``   ``-netdev dgram,id=n,remote.type=inet,remote.host=``
+                                            ``230.0.0.1,remote.port=1234`` (or ``-netdev socket,``
+                                            ``id=n,mcast=230.0.0.1:1234``): every VM on the
+                                            group hears every other, a hub across processes
+                                            and hosts
 ==========================================  =====================================================
 
 Hosts may be names, IPv4 or bracketed IPv6 addresses (``[::1]:5555``).
@@ -36,12 +41,18 @@ Hosts may be names, IPv4 or bracketed IPv6 addresses (``[::1]:5555``).
   the core's :class:`~pyv86.net.handoff.Handoff`: on a stream, when the NIC's ring is
   full, the reader stops reading and the peer's TCP slows down instead of frames being
   dropped; a datagram that finds the inbox full is dropped and counted.
-* A datagram from anyone but ``remote`` is dropped and counted (``rx_foreign``).
+* A datagram from anyone but ``remote`` is dropped and counted (``rx_foreign``). On a
+  multicast group datagrams come from every member, and the group loops this VM's own
+  frames back to it: those are recognised (the last 256 frames sent are remembered by
+  hash) and dropped (``rx_own``). ``ttl`` (default 1) keeps the group's traffic on the
+  local link; ``ifaddr`` picks the interface to join and send on.
 
 Counters: :attr:`StreamBackend.stats`, :attr:`DgramBackend.stats`.
 """
 from __future__ import annotations
 
+import collections
+import ipaddress
 import logging
 import socket
 import threading
@@ -136,15 +147,45 @@ def parse_stream_url(url: str) -> tuple[SocketAddress, bool]:
     return address, server in ("on", "1", "true", "yes")
 
 
-def parse_dgram_url(url: str) -> tuple[SocketAddress, SocketAddress]:
-    """``dgram:LOCAL_HOST:PORT?remote=HOST:PORT`` -> (local, remote)."""
-    where, options = _split(url, "dgram", ("remote",))
+@attrs.define(frozen=True)
+class DgramSpec:
+    """What a ``dgram:`` URL asks for: a unicast pair, or a multicast group."""
+
+    local: SocketAddress
+    """Where to bind (for a group: the group and its port)."""
+    remote: SocketAddress
+    """Where frames go (for a group: the group itself)."""
+    group: bool = False
+    ifaddr: str = ""
+    ttl: int = 1
+
+
+def parse_dgram_url(url: str) -> DgramSpec:
+    """``dgram:LOCAL_HOST:PORT?remote=HOST:PORT`` (unicast) or
+    ``dgram:GROUP:PORT[?ifaddr=A.B.C.D&ttl=N]`` (an IPv4 multicast group)."""
+    where, options = _split(url, "dgram", ("remote", "ifaddr", "ttl"))
+    local = parse_inet(where, "local address")
     if "remote" not in options:
-        raise ValueError("dgram: needs remote=HOST:PORT (where the other side listens)")
-    local, remote = parse_inet(where, "local address"), parse_inet(options["remote"], "remote")
+        if local.family != socket.AF_INET or not ipaddress.ip_address(local.host).is_multicast:
+            raise ValueError("dgram: needs remote=HOST:PORT (where the other side listens), "
+                             "or an IPv4 multicast group (224.0.0.0/4) as its address")
+        ttl = options.get("ttl", "1")
+        if not ttl.isdigit() or not 0 <= int(ttl) <= 255:
+            raise ValueError(f"ttl={ttl!r} is not 0..255")
+        ifaddr = options.get("ifaddr", "")
+        if ifaddr:
+            try:
+                ipaddress.IPv4Address(ifaddr)
+            except ValueError:
+                raise ValueError(f"ifaddr={ifaddr!r} is not an IPv4 address") from None
+        return DgramSpec(local, local, group=True, ifaddr=ifaddr, ttl=int(ttl))
+    for key in ("ifaddr", "ttl"):
+        if key in options:
+            raise ValueError(f"{key}= is for a multicast group, not with remote=")
+    remote = parse_inet(options["remote"], "remote")
     if local.family != remote.family:
         raise ValueError("local address and remote= must both be IPv4 or both IPv6")
-    return local, remote
+    return DgramSpec(local, remote)
 
 
 @attrs.define
@@ -154,6 +195,7 @@ class _Counters:
     rx_runt: int = 0
     rx_oversize: int = 0
     rx_foreign: int = 0
+    rx_own: int = 0
     tx_frames: int = 0
     tx_bytes: int = 0
     tx_no_peer: int = 0
@@ -357,13 +399,20 @@ class StreamBackend(_SocketBackend):
 
 
 class DgramBackend(_SocketBackend):
-    """``dgram:`` — one frame per UDP datagram (see the module docstring)."""
+    """``dgram:`` — one frame per UDP datagram, to one peer or a multicast group (see the
+    module docstring)."""
+
+    OWN_FRAMES = 256
+    """How many of the frames sent last are recognised when a group loops them back."""
 
     def __init__(self, url: str, machine: Machine | None = None) -> None:
         super().__init__(url, machine)
-        self.local, self.remote = parse_dgram_url(url)
+        spec = self.spec = parse_dgram_url(url)
+        self.local, self.remote = spec.local, spec.remote
         sock = socket.socket(self.local.family, socket.SOCK_DGRAM)
         try:
+            if spec.group:
+                self._join_group(sock)
             sock.bind(self.local.sockaddr)
         except OSError as exc:
             sock.close()
@@ -371,14 +420,48 @@ class DgramBackend(_SocketBackend):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         self.sock = sock
         self._remote_key = (self.remote.host, self.remote.port)
+        self._sent: collections.deque[int] = collections.deque()
+        self._sent_count: collections.Counter[int] = collections.Counter()
         self._error_logged = False
         self._thread = threading.Thread(target=self._read_loop, name=f"{self.label} rx", daemon=True)
         self._thread.start()
 
+    def _join_group(self, sock: socket.socket) -> None:
+        spec = self.spec
+        # every VM on this host binds the group's port
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        iface = socket.inet_aton(spec.ifaddr or "0.0.0.0")
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+                        socket.inet_aton(self.local.host) + iface)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)  # VMs on this host
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, spec.ttl)
+        if spec.ifaddr:
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, iface)
+
+    def _remember(self, frame: bytes) -> None:
+        """Note a frame sent to the group, to recognise it when the group loops it back."""
+        key = hash(frame)
+        self._sent.append(key)
+        self._sent_count[key] += 1
+        if len(self._sent) > self.OWN_FRAMES:
+            old = self._sent.popleft()
+            left = self._sent_count[old] - 1
+            if left:
+                self._sent_count[old] = left
+            else:
+                del self._sent_count[old]
+
+    def _is_own(self, frame: bytes) -> bool:
+        return hash(frame) in self._sent_count
+
     def _send_batch(self, frames: list[bytes]) -> None:
         sockaddr = self.remote.sockaddr
         c = self._c
+        group = self.spec.group
         for frame in frames:
+            if group:
+                self._remember(frame)
             try:
                 self.sock.sendto(frame, socket.MSG_DONTWAIT, sockaddr)
             except BlockingIOError:
@@ -406,7 +489,11 @@ class DgramBackend(_SocketBackend):
                 return
             if self._closing.is_set():
                 return
-            if not peer or (peer[0], peer[1]) != self._remote_key:
+            if self.spec.group:
+                if self._is_own(frame):
+                    self._c.rx_own += 1
+                    continue
+            elif not peer or (peer[0], peer[1]) != self._remote_key:
                 self._c.rx_foreign += 1
                 continue
             if self._accept_frame(frame):
