@@ -301,7 +301,10 @@ class StreamBackend(_SocketBackend):
             # a full NIC makes this reader wait, so the peer's TCP slows down (no loss)
             self._handoff.deliver_many((frame,), block=True, cancel=self._closing)
 
-    def _attach(self, sock: socket.socket, peer: str) -> FramedStream:
+    def _attach(self, sock: socket.socket, peer: str) -> FramedStream | None:
+        if self._closing.is_set():  # a connection that completed while closing
+            sock.close()
+            return None
         if sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         stream: FramedStream
