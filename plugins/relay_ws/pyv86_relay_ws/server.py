@@ -423,6 +423,12 @@ class QemuStreamPort(PeerPort):
 
     def _admitted(self) -> None:
         self.path = "qemu-stream"
+        if self.server.client_count >= self.limits.max_clients:
+            self.server.rejected += 1
+            log.info("%s: refused (the relay is full: %d clients)", self.name, self.limits.max_clients)
+            assert self.transport is not None
+            self.transport.close()
+            return
         self.server._attach(self)
 
     def data_received(self, data: bytes) -> None:

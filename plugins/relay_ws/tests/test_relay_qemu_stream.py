@@ -150,3 +150,15 @@ def test_cli_rejects_a_malformed_qemu_stream_address():
     assert proc.returncode != 0
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert lines and "--qemu-stream 'nowhere'" in lines[-1] and "HOST:PORT" in lines[-1], proc.stderr
+
+
+def test_qemu_peers_count_against_max_clients(relay):
+    server = relay(qemu_stream="127.0.0.1:0", limits=RelayLimits(max_clients=2))
+    a, b = QemuPeer(server), RawClient(server.port)
+    assert wait_for(lambda: server.client_count == 2)
+    c = QemuPeer(server)
+    assert c.closed_by_peer(), "a third peer was let in beyond --max-clients 2"
+    assert server.client_count == 2 and server.stats["rejected"] == 1
+    a.close()
+    b.sock.close()
+    c.close()
