@@ -10,12 +10,47 @@ import llvmlite.ir as ir
 from . import state as S
 from . import isa, system
 from . import fpu  # noqa: F401  (registers the x87 opcodes in isa.OPS)
-from .dsl import (CB_INTR_ACK, I8, I8P, I32, I64, Emitter, V, ST_EXIT)
+from .dsl import (CB_INTR_ACK, I8, I8P, I32, I64, Emitter, SVar, V, ST_EXIT)
 from .flags import emit_cc_compute
 from .jitabi import (BLOCK_TYPE, BRANCHES, FN_OFFSET, JIT_EXIT, JIT_FAULT, JIT_SYNC, code_slot,
                      count_miss, emit_lookup, entry_field, helper_symbol)
 
 RUN_NAME = "pyv86_run"
+REG_LOCALS = ("eip", "cc_op", "cc_res", "cc_src1")
+"""The run locals a handler gets in registers; the others (EFLAGS' stored bits, the rarely
+read second lazy-flag operand, the code-page cache) live in the state (dsl.STATE_LOCALS)."""
+HANDLER_TYPE = ir.FunctionType(I64, [I8P, I8P, I32, I64] + [I32] * len(REG_LOCALS))
+"""A handler: (state, ram, prefix word, instruction count, EIP, cc_op, cc_res, cc_src1) ->
+the instructions retired when the run ends. GHC's calling convention passes all of them in
+registers and ``musttail`` makes each call a jump."""
+
+# the prefix word a handler receives: bit 0 operand size 32, bit 1 address size 32, bits 2-3
+# rep (0, 2 = repne, 3 = rep/repe), bits 4-7 segment override (15 = none), bits 8-11 count
+PFX_NONE = 0xF0
+
+
+class PfxField:
+    """One field of the prefix word, with the interface of a decode Var."""
+
+    def __init__(self, gen, shift, bits, boolean=False, none=None):
+        self.gen, self.shift, self.mask, self.boolean, self.none = gen, shift, (1 << bits) - 1, boolean, none
+
+    def get(self) -> V:
+        v = (self.gen.pfx.get() >> self.shift) & self.mask
+        if self.boolean:
+            return v.ne(0)
+        if self.none is not None:
+            return self.gen.e.sel(v.eq(self.none), self.gen.e.c(-1), v)
+        return v
+
+    def set(self, v):
+        e = self.gen.e
+        if not isinstance(v, V):
+            v = e.c(int(v))
+        v = v.zx(32) if v.bits == 1 else v
+        p = self.gen.pfx.get()
+        self.gen.pfx.set((p & ~(self.mask << self.shift)) | ((v & self.mask) << self.shift))
+
 
 REG_ONLY_OPS = {0x120, 0x121, 0x122, 0x123}
 
@@ -147,29 +182,213 @@ class Generator:
         e.lset("eip", eip + nb)
         return out.get()
 
+    # ------------------------------------------------------------ run(): the handlers
+    def _handler(self, name, fn=None):
+        """Start handler function ``name`` (or the declared ``fn``): its emitter, the locals
+        from its arguments, and its exit and fault paths; returns (function, emitter) with
+        the builder at the body."""
+        if fn is None:
+            fn = self._declare_handler(name)
+        e = self.e = Emitter(self.module, fn, self.helpers, in_run=True, run_handler=True)
+        self.n = e.var(64)
+        self.n.set(V(e, fn.args[3]))
+        self.pfx = e.var(32)
+        self.pfx.set(V(e, fn.args[2]))
+        for i, n in enumerate(REG_LOCALS):
+            e.lset(n, V(e, fn.args[4 + i]))
+        self._run_state(e)
+        body = e.block("body")
+        e.b.branch(body)
+        self._exit_and_fault(e, lambda: self._tail_dispatch())
+        e.b.position_at_end(body)
+        return fn, e
+
+    def _declare_handler(self, name):
+        fn = ir.Function(self.module, HANDLER_TYPE, name=name)
+        fn.calling_convention = "ghccc"
+        fn.linkage = "internal"
+        fn.args[0].add_attribute("noalias")
+        fn.args[1].add_attribute("noalias")
+        return fn
+
+    def _run_state(self, e):
+        """What a handler shares with the others through the state, and its decode values."""
+        self.shadow_n = SVar(e, "run_shadow_n")
+        self.insn_start = SVar(e, "run_insn_start")
+        self.tsc0 = SVar(e, "run_tsc0")
+        e.tsc_out = lambda: e.sset("tsc", self.tsc0.get() + self.n.get() * e.sget("tsc_per_insn").zx(64))
+        dec = self.dec = {k: e.var(b) for k, b in (("mod", 32), ("reg", 32), ("rm", 32), ("is_mem", 1),
+                                                    ("ea", 32), ("seg", 32), ("imm", 32),
+                                                    ("dseg", 32), ("esp_base", 1))}
+        dec["o32"] = PfxField(self, 0, 1, boolean=True)
+        dec["a32"] = PfxField(self, 1, 1, boolean=True)
+        dec["rep"] = PfxField(self, 2, 2)
+        dec["segovr"] = PfxField(self, 4, 4, none=15)
+        dec["npfx"] = PfxField(self, 8, 4)
+
+    def _exit_and_fault(self, e, go_on):
+        """The exit block (the run ends: flags, TSC and shadow written back, the count
+        returned) and the fault block (deliver the exception, then ``go_on()``)."""
+        e.exit_bb = e.block("exit")
+        e.fault_bb = e.block("fault")
+        e.b.position_at_end(e.exit_bb)
+        e.materialize()
+        e.sync_out()
+        n = self.n.get()
+        e.sset("tsc", self.tsc0.get() + n * e.sget("tsc_per_insn").zx(64))
+        e.sset("shadow", self.shadow_n.get().eq(n).zx(32))
+        e.b.ret(n.v)
+        e.b.position_at_end(e.fault_bb)
+        e.lset("eip", self.insn_start.get())
+        e.sync_out()
+        st = V(e, e.b.call(self.helpers["raise_exc"], [e.state, e.ram]))
+        cont = e.block("fault_cont")
+        e.b.cbranch(st.eq(ST_EXIT).v, e.exit_bb, cont)
+        e.b.position_at_end(cont)
+        e.sync_in()
+        self.n.set(self.n.get() + 1)
+        go_on()
+
+    def _handler_args(self):
+        e = self.e
+        return [e.state, e.ram, self.pfx.get().v, self.n.get().v] + [e.lget(n).v for n in REG_LOCALS]
+
+    def _tail_to(self, fp):
+        """Jump to handler ``fp`` (a ``musttail`` call) with the current values."""
+        e = self.e
+        e.b.ret(e.b.call(fp, self._handler_args(), cconv="ghccc", tail="musttail"))
+        e.dead()
+
+    def _tail_dispatch(self, checks=True, reset=True):
+        """The end of an instruction: the budget and attention checks, the prefix word, the
+        next opcode, and the jump to its handler."""
+        e = self.e
+        if checks:
+            with e.if_(self.n.get().uge(e.sget("run_budget")), likely=False):
+                e.b.branch(e.exit_bb)
+                e.dead()
+            att = e.sget("intr") | e.sget("stop")
+            with e.if_(att.ne(0), likely=False):
+                self._tail_to(self.t_attn)
+        if reset:
+            self.insn_start.set(e.lget("eip"))
+            self.pfx.set(e.sel(e.sget("code32").ne(0), e.c(PFX_NONE | 3), e.c(PFX_NONE)))
+        b = self.fetch(8).zx(32)
+        self._jump_table(0, (b << 1) | (self.pfx.get() & 1))
+
+    def _jump_table(self, base, index):
+        """Jump through entry ``base + index`` of the handler table. Its address comes from
+        the state: a handler that reached it through the GOT would rebuild the GOT pointer
+        on every entry (the large code model MCJIT needs)."""
+        e = self.e
+        table = e.b.inttoptr(e.sget("run_handlers").v, HANDLER_TYPE.as_pointer().as_pointer())
+        ptr = e.b.gep(table, [(index + base).zx(64).v], inbounds=True)
+        self._tail_to(e.b.load(ptr))
+
     def emit_run(self, only_ops=None):
+        """One function per handler (opcode and operand size, a prefix, the 0F escape), each
+        ending in its own copy of the dispatch: a ``musttail`` call of the next handler
+        through one table, with the instruction count, the prefix word, EIP and the lazy
+        flags in argument registers (GHC's calling convention)."""
+        hp = HANDLER_TYPE.as_pointer()
+        self.main_tab = ir.GlobalVariable(self.module, ir.ArrayType(hp, 1024), "pyv86_handlers")
+        self.main_tab.global_constant = True
+        self.main_tab.linkage = "internal"
+        self.t_attn = self._declare_handler("t_attention")
+        t_ud, e = self._handler("t_undefined")
+        e.fault(6)
+        self._terminate(t_ud)
+        slots = [t_ud] * 1024          # 0-511: one-byte opcodes, 512-1023: 0F xx
+        # ---- prefixes and the 0F escape
+        code_flip = (lambda name: lambda e: self.dec[name].set(e.sget("code32").eq(0).zx(32)))
+        prefixes = [(0x66, code_flip("o32")), (0x67, code_flip("a32"))]
+        prefixes += [(v, (lambda sg: lambda e: self.dec["segovr"].set(e.c(sg)))(sg))
+                     for v, sg in ((0x26, 0), (0x2E, 1), (0x36, 2), (0x3E, 3), (0x64, 4), (0x65, 5))]
+        prefixes += [(0xF0, lambda e: None), (0xF2, lambda e: self.dec["rep"].set(e.c(2))),
+                     (0xF3, lambda e: self.dec["rep"].set(e.c(3)))]
+        for val, set_ in prefixes:
+            fn, e = self._handler(f"t_pfx_{val:x}")
+            slots[val << 1] = slots[(val << 1) | 1] = fn
+            set_(e)
+            np = self.dec["npfx"].get() + 1
+            e.gp_if(np.ugt(14), 0)
+            self.dec["npfx"].set(np)
+            self._tail_dispatch(checks=False, reset=False)
+            self._terminate(fn)
+        fn, e = self._handler("t_esc_0f")
+        slots[0x0F << 1] = slots[(0x0F << 1) | 1] = fn
+        b2 = self.fetch(8).zx(32)
+        self._jump_table(512, (b2 << 1) | (self.pfx.get() & 1))
+        self._terminate(fn)
+        # ---- the instructions
+        ops = sorted(isa.OPS) if only_ops is None else sorted(only_ops)
+        self.handler_count = 0
+        for opcode in ops:
+            if opcode in (0x0F, 0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3):
+                continue
+            d = isa.OPS[opcode]
+            unsized = opcode in isa.UNSIZED
+            base = (512 if opcode >= 0x100 else 0) + ((opcode & 0xFF) << 1)
+            for o in ((True,) if unsized else (False, True)):
+                fn, e = self._handler(f"t_op_{opcode:03x}_{32 if o else 16}")
+                if unsized:
+                    slots[base] = slots[base | 1] = fn
+                else:
+                    slots[base | int(o)] = fn
+                self.decode_operands(d, o, unsized)
+                d.fn(Insn(self, opcode, o))
+                if not e.b.block.is_terminated:
+                    self.n.set(self.n.get() + 1)
+                    if opcode in BRANCHES:
+                        # with the JIT on, look for a translated block at the target
+                        with e.if_(e.sget("jit_on").ne(0), likely=False):
+                            self.emit_jit_call(e.sget("run_budget"))
+                    self._tail_dispatch()
+                self._terminate(fn)
+                self.handler_count += 1
+        self.main_tab.initializer = ir.Constant(ir.ArrayType(hp, 1024), slots)
+        # ---- attention: a stop request, or an interrupt to deliver
+        fn, e = self._handler("t_attention", self.t_attn)
+        with e.if_(e.sget("stop").ne(0)):
+            e.sset("stop", e.c(0))
+            e.sset("exit_reason", e.c(S.EXIT_STOP))
+            e.b.branch(e.exit_bb)
+            e.dead()
+        can = (e.sget("intr").ne(0) & (e.lget("eflags") & S.IF).ne(0)
+               & self.shadow_n.get().ne(self.n.get()))
+        with e.if_(can):
+            e.sync_out()
+            vec = e.callback(CB_INTR_ACK)
+            e.sync_in()
+            with e.if_(vec.slt(0x100) & vec.sge(0)):
+                self.insn_start.set(e.lget("eip"))
+                e.call("deliver", vec.tr(32), e.c(2), e.c(0), e.c(0))
+        self._tail_dispatch(checks=False)
+        self._terminate(fn)
+        # ---- the first dispatch of a run
+        t_start, e = self._handler("t_start")
+        self._tail_dispatch()
+        self._terminate(t_start)
+        # ---- pyv86_run (C calling convention): set up, then enter the handlers
         ft = ir.FunctionType(I64, [I8P, I8P, I64])
         fn = ir.Function(self.module, ft, name=RUN_NAME)
         fn.args[0].add_attribute("noalias")
         fn.args[1].add_attribute("noalias")
-        e = self.e = Emitter(self.module, fn, self.helpers, in_run=True)
-        budget = V(e, fn.args[2])
+        e = self.e = Emitter(self.module, fn, self.helpers, in_run=True, run_handler=True)
+        e.sset("run_budget", V(e, fn.args[2]))
+        e.sset("run_handlers", V(e, e.b.ptrtoint(self.main_tab, I64)))
         self.n = e.var(64, 0)
-        self.shadow_n = e.var(64)
-        self.insn_start = e.var(32)
-        self.tsc0 = e.var(64)
-        # state.tsc is current at every host callback and helper call (port/MMIO devices can
-        # read the exact guest time mid-slice); rdtsc itself uses the SSA value
-        e.tsc_out = lambda: e.sset("tsc", self.tsc0.get() + self.n.get() * e.sget("tsc_per_insn").zx(64))
-        dec = self.dec = {k: e.var(b) for k, b in (("mod", 32), ("reg", 32), ("rm", 32), ("is_mem", 1),
-                                                    ("ea", 32), ("seg", 32), ("imm", 32), ("a32", 1),
-                                                    ("rep", 32), ("dseg", 32), ("o32", 1), ("segovr", 32), ("esp_base", 1),
-                                                    ("npfx", 32), ("op", 32))}
-        loop = e.block("loop")
-        e.exit_bb = e.block("exit")
-        e.fault_bb = e.block("fault")
-        nxt = e.block("next")
-        # ---- entry
+        self.pfx = e.var(32, PFX_NONE)
+        self._run_state(e)
+        body = e.block("body")
+        e.b.branch(body)
+
+        def enter():
+            e.b.ret(e.b.call(t_start, self._handler_args(), cconv="ghccc"))
+            e.dead()
+        # a fault here can only come from a translated block entered below
+        self._exit_and_fault(e, enter)
+        e.b.position_at_end(body)
         e.sync_in()
         self.tsc0.set(e.sget("tsc"))
         self.shadow_n.set(e.sel(e.sget("shadow").ne(0), e.c(0, 64), e.c(-1, 64)))
@@ -184,135 +403,8 @@ class Generator:
                     e.b.branch(e.exit_bb)
                     e.dead()
         with e.if_(e.sget("jit_on").ne(0), likely=False):
-            self.emit_jit_call(budget)
-        e.b.branch(loop)
-        # ---- exit
-        e.b.position_at_end(e.exit_bb)
-        e.materialize()
-        e.sync_out()
-        n = self.n.get()
-        e.sset("tsc", self.tsc0.get() + n * e.sget("tsc_per_insn").zx(64))
-        e.sset("shadow", self.shadow_n.get().eq(n).zx(32))
-        e.b.ret(n.v)
-        # ---- fault
-        e.b.position_at_end(e.fault_bb)
-        e.lset("eip", self.insn_start.get())
-        e.sync_out()
-        st = V(e, e.b.call(self.helpers["raise_exc"], [e.state, e.ram]))
-        cont = e.block("fault_cont")
-        e.b.cbranch(st.eq(ST_EXIT).v, e.exit_bb, cont)
-        e.b.position_at_end(cont)
-        e.sync_in()
-        self.n.set(self.n.get() + 1)
-        e.b.branch(loop)
-        # ---- next
-        e.b.position_at_end(nxt)
-        self.n.set(self.n.get() + 1)
-        e.b.branch(loop)
-        # ---- next after a control transfer: with the JIT on, look for a translated block at
-        # the target (out of line, so the interpreter's own loop is unchanged without it)
-        nxt_t = e.block("next_target")
-        e.b.position_at_end(nxt_t)
-        self.n.set(self.n.get() + 1)
-        with e.if_(e.sget("jit_on").ne(0), likely=False):
-            self.emit_jit_call(budget)
-        e.b.branch(loop)
-        # ---- loop
-        e.b.position_at_end(loop)
-        with e.if_(self.n.get().uge(budget), likely=False):
-            e.b.branch(e.exit_bb)
-            e.dead()
-        att = e.sget("intr") | e.sget("stop")
-        with e.if_(att.ne(0), likely=False):
-            with e.if_(e.sget("stop").ne(0)):
-                e.sset("stop", e.c(0))
-                e.sset("exit_reason", e.c(S.EXIT_STOP))
-                e.b.branch(e.exit_bb)
-                e.dead()
-            can = (e.sget("intr").ne(0) & (e.lget("eflags") & S.IF).ne(0)
-                   & self.shadow_n.get().ne(self.n.get()))
-            with e.if_(can):
-                e.sync_out()
-                vec = e.callback(CB_INTR_ACK)
-                e.sync_in()
-                with e.if_(vec.slt(0x100) & vec.sge(0)):
-                    self.insn_start.set(e.lget("eip"))
-                    e.call("deliver", vec.tr(32), e.c(2), e.c(0), e.c(0))
-        # ---- decode: one switch on (first byte, operand size) dispatches straight to the
-        # handler; prefixes and the 0F escape are cases of the same switch.  Each handler
-        # decodes its own ModRM and immediate with the attributes known at generation time;
-        # memory forms share one effective-address block that returns through a switch.
-        eip0 = e.lget("eip")
-        self.insn_start.set(eip0)
-        code32 = e.sget("code32").ne(0)
-        dec["o32"].set(code32)
-        dec["a32"].set(code32)
-        dec["segovr"].set(e.c(-1))
-        dec["rep"].set(e.c(0))
-        dec["npfx"].set(e.c(0))
-        pfx = e.block("pfx")
-        e.b.branch(pfx)
-        e.b.position_at_end(pfx)
-        b = self.fetch(8).zx(32)
-        ud = e.block("undefined")
-        dsw = e.b.switch(((b << 1) | dec["o32"].get().zx(32)).v, ud)
-
-        def pcase(val, fn_):
-            bb = e.block(f"pfx_{val:x}")
-            dsw.add_case(ir.Constant(I32, val << 1), bb)
-            dsw.add_case(ir.Constant(I32, (val << 1) | 1), bb)
-            with e.b.goto_block(bb):
-                fn_()
-                np = dec["npfx"].get() + 1
-                dec["npfx"].set(np)
-                e.gp_if(np.ugt(14), 0)
-                e.b.branch(pfx)
-        pcase(0x66, lambda: dec["o32"].set(~code32))
-        pcase(0x67, lambda: dec["a32"].set(~code32))
-        for val, s in ((0x26, 0), (0x2E, 1), (0x36, 2), (0x3E, 3), (0x64, 4), (0x65, 5)):
-            pcase(val, lambda s=s: dec["segovr"].set(e.c(s)))
-        pcase(0xF0, lambda: None)
-        pcase(0xF2, lambda: dec["rep"].set(e.c(2)))
-        pcase(0xF3, lambda: dec["rep"].set(e.c(3)))
-        esc = e.block("esc_0f")
-        dsw.add_case(ir.Constant(I32, 0x0F << 1), esc)
-        dsw.add_case(ir.Constant(I32, (0x0F << 1) | 1), esc)
-        e.b.position_at_end(esc)
-        b2 = self.fetch(8).zx(32)
-        dsw2 = e.b.switch((((b2 | 0x100) << 1) | dec["o32"].get().zx(32)).v, ud)
-        e.b.position_at_end(ud)
-        e.fault(6)
-        e.b.branch(nxt)
-        # the shared effective-address decoder (memory forms of ModRM)
-        ea_bb = e.block("decode_ea")
-        ea_ret = e.var(32)
-        ea_bad = e.block("ea_ret_bad")
-        e.b.position_at_end(ea_bad)
-        e.b.unreachable()
-        e.b.position_at_end(ea_bb)
-        self.decode_ea(dec["mod"].get(), dec["rm"].get())
-        ea_sw = e.b.switch(ea_ret.get().v, ea_bad)
-        ops = sorted(isa.OPS) if only_ops is None else sorted(only_ops)
-        self.handler_count = 0
-        for opcode in ops:
-            if opcode in (0x0F, 0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3):
-                continue
-            d = isa.OPS[opcode]
-            unsized = opcode in isa.UNSIZED
-            sw = dsw2 if opcode >= 0x100 else dsw
-            for o in ((True,) if unsized else (False, True)):
-                bb = e.block(f"op_{opcode:03x}_{32 if o else 16}")
-                sw.add_case(ir.Constant(I32, ((opcode & 0xFF) << 1 if opcode < 0x100
-                                              else opcode << 1) | int(o)), bb)
-                if unsized:
-                    sw.add_case(ir.Constant(I32, (opcode << 1) if opcode < 0x100 else opcode << 1), bb)
-                e.b.position_at_end(bb)
-                self.decode_operands(d, o, unsized, ea_bb, ea_ret, ea_sw)
-                ins = Insn(self, opcode, o)
-                d.fn(ins)
-                if not e.b.block.is_terminated:
-                    e.b.branch(nxt_t if opcode in BRANCHES else nxt)
-                self.handler_count += 1
+            self.emit_jit_call(e.sget("run_budget"))
+        enter()
         self._terminate(fn)
         return fn
 
@@ -391,8 +483,8 @@ class Generator:
         e.b.ret(out.get().v)
         self._terminate(fn)
 
-    def decode_operands(self, d, o32: bool, unsized: bool, ea_bb, ea_ret, ea_sw):
-        """ModRM (+ SIB/displacement through the shared EA block) and immediate of one handler."""
+    def decode_operands(self, d, o32: bool, unsized: bool):
+        """ModRM (with its SIB byte and displacement) and immediate of one handler."""
         e = self.e
         dec = self.dec
         ovr = dec["segovr"].get()
@@ -413,10 +505,8 @@ class Generator:
                 e.b.cbranch(mod.ne(3).v, memb, join)
                 e.b.position_at_end(memb)
                 dec["is_mem"].set(e.c(1, 1))
-                key = len(ea_sw.cases)
-                ea_ret.set(e.c(key))
-                e.b.branch(ea_bb)
-                ea_sw.add_case(ir.Constant(I32, key), join)
+                self.decode_ea(dec["mod"].get(), dec["rm"].get())
+                e.b.branch(join)
                 e.b.position_at_end(join)
         k = d.imm
         if k == isa.IMM_B:

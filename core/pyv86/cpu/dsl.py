@@ -181,10 +181,14 @@ class SVar:
 
 
 LOCAL_NAMES = ("eip", "eflags", "cc_op", "cc_res", "cc_src1", "cc_src2")
+STATE_LOCALS = ("eflags", "cc_src2")
+"""Run locals the interpreter's handlers keep in the state rather than in registers (see
+codegen.REG_LOCALS); translated blocks keep all of them in SSA values."""
 
 
 class Emitter:
-    def __init__(self, module: ir.Module, fn: ir.Function, helpers: dict, in_run: bool):
+    def __init__(self, module: ir.Module, fn: ir.Function, helpers: dict, in_run: bool,
+                 run_handler: bool = False):
         self.module = module
         self.fn = fn
         self.helpers = helpers
@@ -197,10 +201,11 @@ class Emitter:
         self.exit_bb = None
         self.tsc_out = None  # in run(): emits ``state.tsc = current guest TSC`` before host/helper calls
         if in_run:
-            self.L = {n: Var(self, I32, name=n) for n in LOCAL_NAMES}
-            self.L["cp_tag"] = Var(self, I32, name="cp_tag")
-            self.L["cp_delta"] = Var(self, I32, name="cp_delta")
-            self.L["cs_base"] = Var(self, I32, name="cs_base")
+            mem = STATE_LOCALS if run_handler else ()
+            self.L = {n: (SVar(self, n) if n in mem else Var(self, I32, name=n)) for n in LOCAL_NAMES}
+            for n in ("cp_tag", "cp_delta", "cs_base"):
+                # the code-page cache: in the state for the interpreter's handlers
+                self.L[n] = SVar(self, "run_" + n) if run_handler else Var(self, I32, name=n)
         else:
             self.L = {n: SVar(self, n) for n in LOCAL_NAMES}
 

@@ -130,6 +130,16 @@ _FIELDS: list[tuple[str, str, int]] = [
     # [8..15] writes.  OR-ed into the TLB tag compare so a checked segment never hits.
     ("seg_chk", "u4", 16),
     ("task_nest", "u4", 1),     # faults raised inside a task switch after its commit point (bounded)
+    # private to one run() call: what the interpreter's handlers (one function each, see
+    # codegen) share besides the values they pass each other in registers
+    ("run_tsc0", "u8", 1),
+    ("run_shadow_n", "u8", 1),
+    ("run_cp_tag", "u4", 1),
+    ("run_cp_delta", "u4", 1),
+    ("run_cs_base", "u4", 1),
+    ("run_insn_start", "u4", 1),
+    ("run_budget", "u8", 1),
+    ("run_handlers", "u8", 1),  # -> the handler table (read from here, not through the GOT)
 ]
 
 
