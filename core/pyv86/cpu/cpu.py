@@ -23,7 +23,7 @@ _SEG_INDEX = {n: i for i, n in enumerate(S.SEG_NAMES)}
 _REG_INDEX = {n: i for i, n in enumerate(S.REG_NAMES)}
 _CR_INDEX = {"cr0": 0, "cr2": 2, "cr3": 3, "cr4": 4}
 _SKIP_SAVE = {"tlb_tag", "tlb_delta", "tlb_global", "iobuf", "callback", "scratch", "ram_size",
-              "exit_reason", "stop", "smc"} | {n for n in S.FIELD_NAMES if n.startswith("run_")} | {n for n in S.FIELD_NAMES if n.startswith("jit_")}
+              "exit_reason", "stop", "smc"} | {n for n in S.FIELD_NAMES if n.startswith(("jit_", "run_"))}
 
 
 def _host_seg_chk(protected: int, limit: int, flags: int) -> tuple[int, int]:

@@ -8,8 +8,10 @@ Semantics functions receive an :class:`Emitter` ``e`` and operate on :class:`V` 
 * lazy flags (``e.set_cc``, ``e.flags()``, ``e.cond(cc)``)
 * precise exceptions (``e.fault(vector, code)``) and helper calls with status checks.
 
-The same emitter works in two modes: inside the big ``run`` function (eip and lazy-flag
-fields live in SSA locals) and inside out-of-line helper functions (those live in the state).
+The same emitter works in three places: the interpreter's handler functions (``run_handler``:
+EIP and three lazy-flag fields are SSA locals that travel between handlers in registers, the
+rest lives in the state), translated blocks (all of them SSA locals) and out-of-line helper
+functions (all of them in the state).
 """
 from __future__ import annotations
 
