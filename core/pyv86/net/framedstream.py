@@ -64,10 +64,6 @@ class FramedStream:
         self._writer = threading.Thread(target=self._write_loop, name=f"{label} tx", daemon=True)
 
     @property
-    def closed(self) -> bool:
-        return self._closed
-
-    @property
     def queued_frames(self) -> int:
         """Frames waiting for the writer thread."""
         return self._queued_frames

@@ -311,9 +311,9 @@ class StreamBackend(_SocketBackend):
 
         def ended() -> None:
             with self._lock:
+                self._dropped_before += stream.dropped  # also for a peer a new one replaced
                 if self._stream is stream:
                     self._stream = None
-                    self._dropped_before += stream.dropped
                     self._ended.set()
             if not self._closing.is_set():
                 log.info("%s: %s went away", self.label, peer)
