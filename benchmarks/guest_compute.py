@@ -15,7 +15,7 @@ Workloads (busybox applets on data from /dev/zero, so no disk is involved):
 * ``sha256sum`` SHA-256 over ``--mb`` MiB
 * ``gzip``      gzip -1 over ``--mb`` MiB (hashing, memory traffic, branches)
 * ``tcp-lo``    ``--mb`` MiB through TCP over the guest's loopback with its MTU set to 1500
-  (``dd | nc`` to ``nc -l``, the commands of ``net_throughput.py --guest`` in one guest):
+  (``dd | nc`` to ``nc -l``, what ``net_throughput.py --guest`` ran until December 2026):
   the kernel's network stack, system calls and context switches, frame by frame, with no
   NIC; it prints the byte count received
 

@@ -90,6 +90,28 @@ def test_code_that_rewrites_its_own_block():
     assert rep["invalidations"] >= 1 and rep["jit_instructions"] > 0, rep
 
 
+def test_rep_movs_over_translated_code_makes_it_stale():
+    """A page-chunked rep movsb whose destination holds translated code: the new code runs."""
+    code = bytes.fromhex(
+        "b914000000"          # mov ecx, 20
+        "e8f6ff0f00"          # L: call 0x200000 (mov eax, 1; ret -- later mov eax, 2; ret)
+        "01c3"                # add ebx, eax
+        "83f90b" "7513"       # cmp ecx, 11; jne N
+        "51"                  # push ecx
+        "be00002100" "bf00002000" "b940000000" "f3a4"   # rep movsb 64 bytes 0x210000 -> 0x200000
+        "59"                  # pop ecx
+        "49" "75de"           # N: dec ecx; jnz L
+        "f4")
+
+    def setup(cpu, mem):
+        mem.write(0x200000, bytes.fromhex("b801000000" "c3"))
+        mem.write(0x210000, bytes.fromhex("b802000000" "c3") + b"\x90" * 58)
+    (n1, r1, f1, _, _), (n2, r2, f2, _, rep) = both_tiers(code, setup)
+    assert r1[3] == 10 * 1 + 10 * 2                        # ebx: ten old calls, ten new ones
+    assert (n1, r1, f1) == (n2, r2, f2)
+    assert rep["invalidations"] >= 1 and rep["jit_instructions"] > 0, rep
+
+
 def test_host_write_to_translated_code_is_seen():
     # jmp $+2 ; mov eax, N ; hlt -- the block at the jump's target is translated, then the
     # host rewrites it (like a device's DMA) and the next run must see the new code

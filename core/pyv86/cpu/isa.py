@@ -1373,6 +1373,8 @@ def _string_body(I, kind, size, nb, a32):
             def body():
                 if kind in ("ins", "outs") and a32:
                     _io_chunk(I, kind, size, nb, one, it)
+                elif kind in ("movs", "stos") and a32:
+                    _mem_chunk(I, kind, size, nb, one)
                 else:
                     one()
                     e.set_reg(1, (cnt() - 1).tr(asz), asz)
@@ -1420,6 +1422,81 @@ def _io_chunk(I, kind, size, nb, one, it):
         with o:
             one()
             e.set_reg(1, e.reg(1) - 1)
+
+
+def _mem_chunk(I, kind, size, nb, one):
+    """rep movs/stos with 32-bit addresses: copy or fill up to the next page boundary of
+    source and destination at once, when both pages are in the TLB for this access (so they
+    are RAM, accessible, dirty where written, and hold no translated code: such pages have no
+    write tags) and the segments need no checks.  Element by element otherwise: the first
+    element of a page, page-straddling elements, DF=1, and a destination that starts inside
+    the source (a forward copy there repeats a pattern, which memmove would not)."""
+    e = I.e
+    import llvmlite.ir as ir
+    cnt = e.reg(1)
+    df = (e.lget("eflags") & S.DF).ne(0)
+    kind_r = e.cpl_kind()
+    dst = e.lin(S.ES, e.reg(7))
+    k = e.var(32, e.sel(cnt.ult(4096), cnt, e.c(4096)))
+
+    def page_room(lin):
+        room = (e.c(4096) - (lin & 0xFFF)).udiv(nb)
+        k.set(e.sel(k.get().ult(room), k.get(), room))
+
+    page_room(dst)
+    hit_d, idx_d = e._tlb_hit(dst, 8, kind_r | 1, e.sget("seg_chk", S.ES + 8))
+    ok = ~df & hit_d
+    if kind == "movs":
+        src = e.lin(I.dseg, e.reg(6))
+        page_room(src)
+        hit_s, idx_s = e._tlb_hit(src, 8, kind_r, e.sget("seg_chk", I.dseg))
+        ok = ok & hit_s
+    with e.if_else(ok & k.get().ugt(1)) as (fast, slow):
+        with fast:
+            n = k.get()
+            nbytes = n * nb
+            pd = dst + e.sget("tlb_delta", idx_d)
+            dptr = e.b.gep(e.ram, [pd.zx(64).v], inbounds=True)
+            i64 = ir.IntType(64)
+            if kind == "movs":
+                ps = src + e.sget("tlb_delta", idx_s)
+                repeats = pd.ugt(ps) & pd.ult(ps + nbytes)
+                with e.if_else(repeats) as (pattern, plain):
+                    with pattern:
+                        one()
+                        e.set_reg(1, cnt - 1)
+                    with plain:
+                        sptr = e.b.gep(e.ram, [ps.zx(64).v], inbounds=True)
+                        move = e.b.module.declare_intrinsic("llvm.memmove", [dptr.type, sptr.type, i64])
+                        e.b.call(move, [dptr, sptr, nbytes.zx(64).v, ir.Constant(ir.IntType(1), 0)])
+                        e.set_reg(6, e.reg(6) + nbytes)
+                        e.set_reg(7, e.reg(7) + nbytes)
+                        e.set_reg(1, cnt - n)
+            else:
+                value = e.reg(0, size)
+                if nb == 1:
+                    byte = value
+                    uniform = e.c(1, 1)
+                else:
+                    byte = value.tr(8)
+                    uniform = value.eq(byte.zx(size) * (0x01010101 & ((1 << size) - 1)))
+                with e.if_else(uniform) as (fill, loop):
+                    with fill:
+                        fill_fn = e.b.module.declare_intrinsic("llvm.memset", [dptr.type, i64])
+                        e.b.call(fill_fn, [dptr, byte.v, nbytes.zx(64).v, ir.Constant(ir.IntType(1), 0)])
+                    with loop:
+                        j = e.var(32, 0)
+
+                        def store():
+                            at = pd + j.get() * nb
+                            e.b.store(value.v, e.ram_ptr(at, size), align=1)
+                            j.set(j.get() + 1)
+                        e.while_(lambda: j.get().ult(n), store)
+                e.set_reg(7, e.reg(7) + nbytes)
+                e.set_reg(1, cnt - n)
+        with slow:
+            one()
+            e.set_reg(1, cnt - 1)
 
 
 for _c in STR_KINDS:
