@@ -68,16 +68,20 @@ class IrqLine:
             self.sources.remove(source)
 
     def _update(self) -> None:
-        level = any(s.level for s in self.sources)
+        # a loop, not any(<generator>): this runs on every change of a device's interrupt
+        # output, several times per network frame
+        level = False
+        for source in self.sources:
+            if source.level:
+                level = True
+                break
+        # (a second rising edge from another source on an already-high line is invisible,
+        # exactly as on a wired-OR bus)
         if level != self.level:
             self.level = level
             sink = self._lines.sink
             if sink is not None:
                 sink.set_irq(self.number, level)
-        elif level and self._lines.sink is not None:
-            # a second rising edge from another source on an already-high line is invisible,
-            # exactly as on a wired-OR bus
-            pass
 
 
 class IrqLines:

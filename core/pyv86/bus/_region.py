@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from attrs import define
+from attrs import define, field
 
 ReadHandler = Callable[[int, int], int]
 """``read(offset, size) -> value``: offset is relative to the region base; size is 1, 2 or 4."""
@@ -28,10 +28,11 @@ class Region:
     sizes: frozenset[int]
     read_string: ReadStringHandler | None = None
     write_string: WriteStringHandler | None = None
+    end: int = field(init=False)
+    """``base + length``: a field, not a property, because every bus access reads it."""
 
-    @property
-    def end(self) -> int:
-        return self.base + self.length
+    def __attrs_post_init__(self) -> None:
+        self.end = self.base + self.length
 
     def describe(self) -> str:
         return f"{self.name} [{self.base:#x}-{self.end - 1:#x}]"

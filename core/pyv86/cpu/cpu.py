@@ -19,6 +19,7 @@ _CB_TYPE = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_uint32, ctypes.c_uint32, ct
                             ctypes.c_uint32, ctypes.c_uint64)
 _RUN_TYPE = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64)
 
+_MASKS = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFFFFFF}
 _SEG_INDEX = {n: i for i, n in enumerate(S.SEG_NAMES)}
 _REG_INDEX = {n: i for i, n in enumerate(S.REG_NAMES)}
 _CR_INDEX = {"cr0": 0, "cr2": 2, "cr3": 3, "cr4": 4}
@@ -57,6 +58,9 @@ class CPU:
         self._buf = np.zeros(1, dtype=S.STATE_DTYPE)
         self.state = self._buf[0]          # numpy structured view: self.state["regs"][0] ...
         self._state_ptr = self._buf.ctypes.data
+        # the INTR pin, written on every change of the interrupt controller's output: a
+        # ctypes view is several times cheaper than assigning a field of the numpy record
+        self._intr_pin = ctypes.c_uint32.from_address(self._state_ptr + S.field_offset("intr"))
         ram = memory.ram
         assert ram.dtype == np.uint8 and ram.flags["C_CONTIGUOUS"]
         self._ram = ram
@@ -100,11 +104,11 @@ class CPU:
     def _callback(self, which, a, b, c, d):
         try:
             h = self.host
-            if which == CB_PORT_READ:
-                return h.port_read(a, b) & ((1 << (8 * b)) - 1)
-            if which == CB_PORT_WRITE:
+            if which == CB_PORT_WRITE:   # the most frequent exits first
                 h.port_write(a, b, c)
                 return 0
+            if which == CB_PORT_READ:
+                return h.port_read(a, b) & _MASKS[b]
             if which == CB_PORT_READ_STR:
                 want = b * c
                 data = bytes(h.port_read_string(a, b, c))[:want]
@@ -164,7 +168,7 @@ class CPU:
         self.state["stop"] = 1
 
     def set_intr(self, level: bool) -> None:
-        self.state["intr"] = 1 if level else 0
+        self._intr_pin.value = 1 if level else 0
 
     @property
     def halted(self) -> bool:

@@ -161,8 +161,9 @@ class PicPair(Device):
     def _pending(self, chip: int) -> int:
         """The input this chip would present to the CPU now, or -1."""
         s = self.state
-        requests = s.irr[chip] & ~s.imr[chip]
-        rank = self._priority(chip, requests)
+        lowest = s.lowest_priority[chip] & 7
+        ranks = _RANK[lowest]  # (what _priority does, inline: this runs on every mask write)
+        rank = ranks[s.irr[chip] & ~s.imr[chip] & 0xFF]
         if rank == 8:
             return -1
         in_service = s.isr[chip]
@@ -170,8 +171,8 @@ class PicPair(Device):
             in_service &= ~s.imr[chip]
         if s.sfnm[chip] and chip == MASTER:
             in_service &= ~(1 << CASCADE)  # the slave may nest its own priorities
-        if rank < self._priority(chip, in_service):
-            return (s.lowest_priority[chip] + 1 + rank) & 7
+        if rank < ranks[in_service & 0xFF]:
+            return (lowest + 1 + rank) & 7
         return -1
 
     def _update(self) -> None:
