@@ -176,9 +176,21 @@ class PicPair(Device):
         return -1
 
     def _update(self) -> None:
+        s = self.state
         slave_out = self._pending(SLAVE) >= 0
-        self._set_input(MASTER, CASCADE, slave_out)
-        self._drive_output()
+        if s.single[MASTER]:
+            self._set_input(MASTER, CASCADE, slave_out)
+        elif slave_out:  # cascaded: the slave's INT is a level on master input 2 (inline
+            s.input_level[MASTER] |= 1 << CASCADE  # _set_input: this runs on every mask
+            s.irr[MASTER] |= 1 << CASCADE          # write and EOI, several per frame)
+        else:
+            s.input_level[MASTER] &= ~(1 << CASCADE)
+            s.irr[MASTER] &= ~(1 << CASCADE)
+        if self.machine is not None:
+            intr = self._pending(MASTER) >= 0
+            if intr != s.intr:
+                s.intr = intr
+                self.machine.set_intr(intr)
 
     def _drive_output(self, force: bool = False) -> None:
         if self.machine is None:
