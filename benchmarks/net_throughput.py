@@ -187,8 +187,12 @@ def _probe_child(out: str, cli_args: list[str]) -> int:
                     n[calls] += 1
         return wrapper
 
-    for name in ("port_read", "port_write", "port_read_string", "port_write_string", "mmio_read", "mmio_write"):
-        setattr(M, name, timed(getattr(M, name), "io", "exits"))
+    from pyv86.bus.ports import PortBus
+    # (a machine hands the CPU its port bus's own read/write: wrap them there)
+    for cls, names in ((PortBus, ("read", "write")),
+                       (M, ("port_read_string", "port_write_string", "mmio_read", "mmio_write"))):
+        for name in names:
+            setattr(cls, name, timed(getattr(cls, name), "io", "exits"))
 
     def interrupt_ack(self: Any) -> Any:
         n["irq_acks"] += 1
