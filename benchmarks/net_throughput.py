@@ -496,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=1514, help="frame size in bytes (60..1514)")
     parser.add_argument("--seconds", type=float, default=3.0, help="duration of each measurement")
     parser.add_argument("--guest", action="store_true", help="also run busybox nc + dd between two Linux guests")
-    parser.add_argument("--guest-mb", type=int, default=10, help="megabytes the guests move")
+    parser.add_argument("--guest-mb", type=int, default=16, help="megabytes the guests move")
     parser.add_argument("--guest-timeout", type=float, default=1800, help="seconds allowed for boot + transfer")
     parser.add_argument("--runs", type=int, default=1,
                         help="with --guest: transfers per emulator, alternating pyv86 and the peer; "

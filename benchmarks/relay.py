@@ -360,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="skip guest TCP over the relay and over TAP (they boot four Linux guests)")
     parser.add_argument("--no-v86", action="store_true",
                         help="skip the peer of guest TCP over the relay (two v86 instances under Node.js)")
-    parser.add_argument("--guest-mb", type=int, default=4, help="megabytes each guest TCP run moves")
+    parser.add_argument("--guest-mb", type=int, default=16, help="megabytes each guest TCP run moves")
     parser.add_argument("--guest-timeout", type=float, default=600, help="seconds allowed per guest run")
     parser.add_argument("--breakdown", action="store_true",
                         help="instrument the guests of the TCP runs: per-frame instructions, exits, host CPU")
