@@ -337,7 +337,8 @@ class WsBackend:
 
 def _write_joined(ws: Any) -> None:
     """Write what the protocol has to send as one buffer (one system call for a batch of
-    messages); anything unusual (the end-of-stream marker) is left to websockets."""
+    messages). An empty chunk, websockets' end-of-stream marker (not expected while the
+    connection is open), is honoured the way websockets' own ``send_data`` does."""
     data = ws.protocol.data_to_send()
     if data and all(data):
         ws.transport.write(b"".join(data))
