@@ -292,10 +292,10 @@ def guest_pair_tcp(rx_url: str, tx_url: str, megabytes: int, timeout: float, *,
     per wall second) in their own ``pyv86 run`` process, prefixed by ``wrap`` (e.g.
     ``ip netns exec NS``). The receiver listens with busybox ``nc``; the sender waits until
     it answers ping, then times the transfer with the guest's clock (see
-    :func:`_tcp_commands`). Besides MB/s and frames/s the result holds both guests' TCP retransmissions and
-    NIC drop counters, read from /proc after the transfer. With ``breakdown`` each guest runs
-    instrumented (a few % slower) and the result says where its time went per data frame.
-    Reused by ``benchmarks/relay.py``.
+    :func:`_tcp_commands`). Besides MB/s and frames/s the result holds both guests' TCP
+    retransmissions and NIC drop counters, read from /proc after the transfer. With
+    ``breakdown`` each guest runs instrumented (a few % slower) and the result says where
+    its time went per data frame. Reused by ``benchmarks/relay.py``.
     """
     kernel = guest_image()[0]
     if not kernel.exists():
@@ -353,7 +353,7 @@ def _tcp_commands(megabytes: int, rx_ip: str, tx_ip: str) -> tuple[str, str]:
     does, rather than through a pipe to ``nc``: piping made the guests spend more
     instructions switching between ``dd`` and ``nc`` and copying through the pipe than on
     the network (an EIP profile of the pipe version: scheduler ~15 %, poll, pipe and VFS
-    code; the socket version runs twice as fast on pyv86 and on QEMU). The receiver's
+    code; the socket version runs 2.5-3 times as fast on pyv86 and on QEMU). The receiver's
     ``dd`` reads exactly the megabytes sent (``iflag=fullblock``) and answers ``done``; the
     sender's shell waits for that answer, so the time covers delivery, not just queueing in
     the sender's socket buffer. The sender prints ``ELAPSED T0 T1`` (guest uptime around
