@@ -62,7 +62,7 @@ class FlowBackend:
 
 
 class PlainBackend:
-    """A backend without ``rx_resume``: it ignores back-pressure (hub/relay style)."""
+    """A backend without ``rx_resume``: it ignores back-pressure (a third-party backend)."""
 
     def __init__(self) -> None:
         self.receiver = None

@@ -119,6 +119,15 @@ class HubPort(_Link):
     def set_receiver(self, callback: FrameCallback | None) -> None:
         self.handoff.set_receiver(callback)
 
+    def rx_resume(self) -> None:
+        """The NIC has room again (its port held our frames back): deliver what waits.
+
+        While the NIC is full, frames wait in this port's inbox, and when that is full the
+        hub drops them, as a switch drops at a full output queue. Without this the NIC's
+        port queue would overflow instead, and the NE2000 reports that as a receive ring
+        overrun (ISR.OVW), which makes Linux stop and restart the chip."""
+        self.handoff.resume()
+
     def deliver(self, frame: bytes) -> None:
         self.received_frames += 1
         self.handoff.deliver(frame)

@@ -140,6 +140,12 @@ class TapBackend:
     def set_receiver(self, callback: FrameCallback | None) -> None:
         self._handoff.set_receiver(callback)
 
+    def rx_resume(self) -> None:
+        """The NIC has room again: deliver the frames that waited (while it is full they
+        wait in the inbox, beyond that they are dropped and counted in
+        ``rx_dropped_backlog`` instead of overflowing the NIC, see ``HubPort.rx_resume``)."""
+        self._handoff.resume()
+
     def close(self) -> None:
         if self._closed:
             return
