@@ -229,3 +229,37 @@ def test_frames_sent_during_a_cpu_slice_leave_together_when_it_ends(relay, backe
     assert [peer.recv_frame() for _ in sent] == sent
     vm.send(eth(BCAST, mac(1), payload=b"no slice"))   # not in a slice: at once
     assert peer.recv_frame() == eth(BCAST, mac(1), payload=b"no slice")
+
+
+def test_a_full_nic_holds_frames_in_the_inbox_then_they_are_dropped_and_counted(relay, backends,
+                                                                                  direct_machine):
+    """The NIC's port holds the client back (``rx_resume``): frames wait in the client's
+    inbox, beyond it they are dropped and counted by the client, never by the NIC's port
+    (whose overflow the NE2000 would report to the guest as a receive overrun)."""
+    from pyv86.net.port import NicPort, RxResult
+
+    server = relay()
+    vm = backends(server.url, direct_machine, rx_backlog=32)
+    room = {"frames": 5}
+    stored: list[bytes] = []
+
+    def receive(frame: bytes) -> RxResult:
+        if not room["frames"]:
+            return RxResult.NO_ROOM
+        room["frames"] -= 1
+        stored.append(frame)
+        return RxResult.STORED
+    port = NicPort("nic", receive)
+    port.attach(vm)
+    peer = RawClient(server.port)
+    assert vm.wait_connected(5) and wait_for(lambda: server.client_count == 2)
+    sent = [eth(BCAST, mac(2), payload=i.to_bytes(2, "big")) for i in range(100)]
+    for frame in sent:
+        peer.send(frame)
+    assert wait_for(lambda: len(stored) + port.queued + vm._handoff.pending
+                    + vm.stats["rx_dropped_backlog"] == 100)
+    assert (len(stored), port.queued, vm._handoff.pending, vm.stats["rx_dropped_backlog"]) == (5, 1, 32, 62)
+    assert port.counters.rx_queue_drops == 0 and port.counters.rx_pauses == 1
+    room["frames"] = 1000
+    port.rx_space()                       # the guest read its ring: what waited goes in, in order
+    assert stored == sent[:38] and vm._handoff.pending == 0
