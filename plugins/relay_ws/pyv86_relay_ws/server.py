@@ -40,7 +40,7 @@ from typing import Any, Callable
 import attrs
 from pyv86.errors import Pyv86Error
 
-from pyv86_relay_ws.frames import ETH_FRAME_MAX, ETH_HEADER, check_frame
+from pyv86_relay_ws.frames import ETH_FRAME_MAX, ETH_HEADER
 from pyv86_relay_ws.switch import Port, Switch
 from pyv86_relay_ws.wire import (CLOSE_GOING_AWAY, CLOSE_NORMAL, MAX_REQUEST_HEAD, OP_BINARY, OP_CLOSE,
                                  OP_PING, OP_PONG, OP_TEXT, FrameParser, HttpRequest, WireError,
@@ -182,17 +182,12 @@ class PeerPort(asyncio.Protocol, Port):
         switch_input = self.server.switch.input
         for payload in frames:
             n = len(payload)
-            if n < ETH_HEADER:
-                self.drop_malformed += 1
-                continue
-            if n > max_frame:
-                frame, _verdict = check_frame(payload, max_frame)
-                if frame is None:
-                    self.drop_oversize += 1
+            if n < ETH_HEADER or n > max_frame:
+                checked = self.checked_length(payload, max_frame)
+                if checked is None:
                     continue
-                self.trimmed += 1
-                payload = frame
-                n = len(frame)
+                payload = checked
+                n = len(payload)
             if fps:
                 if self._tok_f < 1.0:
                     self.drop_rate += 1
@@ -504,15 +499,11 @@ class TapPort(Port):
                 self.server.loop.remove_reader(self.fd)
                 return
             n = len(frame)
-            if n < ETH_HEADER:
-                self.drop_malformed += 1
-                continue
-            if n > ETH_FRAME_MAX:
-                trimmed, _verdict = check_frame(frame, ETH_FRAME_MAX)
-                if trimmed is None:
-                    self.drop_oversize += 1
+            if n < ETH_HEADER or n > ETH_FRAME_MAX:
+                checked = self.checked_length(frame, ETH_FRAME_MAX)
+                if checked is None:
                     continue
-                frame = trimmed
+                frame = checked
                 n = len(frame)
             self.rx_frames += 1
             self.rx_bytes += n

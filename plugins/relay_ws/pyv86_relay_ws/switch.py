@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
+from pyv86_relay_ws.frames import RUNT, TRIMMED, check_frame
 from pyv86_relay_ws.wire import encode_binary
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,21 @@ class Port:
     def deliver(self, frame: bytes, wire: bytes) -> None:
         """Send ``frame`` out of this port (``wire`` is it as a WebSocket binary frame)."""
         raise NotImplementedError
+
+    def checked_length(self, msg: bytes, max_frame: int) -> bytes | None:
+        """A received message outside 14..``max_frame`` bytes (callers test that first, so a
+        frame of a normal length costs no call): ``None`` for a runt or an oversize message,
+        counted in ``drop_malformed`` or ``drop_oversize``, or the frame with a relay's
+        trailing padding cut off when its IP/ARP length says so, counted in ``trimmed``."""
+        frame, verdict = check_frame(msg, max_frame)
+        if frame is None:
+            if verdict == RUNT:
+                self.drop_malformed += 1
+            else:
+                self.drop_oversize += 1
+        elif verdict == TRIMMED:
+            self.trimmed += 1
+        return frame
 
     def counters(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "kind": self.kind, "macs": self.macs}
