@@ -1388,6 +1388,13 @@ def _string_body(I, kind, size, nb, a32):
                 e.lset("eip", I.insn_start())
 
 
+def _within_page(e, lin, nb, count):
+    """``count``, or fewer: the ``nb``-byte elements from ``lin`` up to its page's end
+    (0 when the first element straddles it)."""
+    room = (e.c(4096) - (lin & 0xFFF)).udiv(nb)
+    return e.sel(count.ult(room), count, room)
+
+
 def _io_chunk(I, kind, size, nb, one, it):
     """rep ins/outs: move a whole page-bounded chunk with ONE host call when possible."""
     e = I.e
@@ -1397,8 +1404,7 @@ def _io_chunk(I, kind, size, nb, one, it):
     r = 7 if kind == "ins" else 6
     seg = S.ES if kind == "ins" else I.dseg
     lin = e.lin(seg, e.reg(r))
-    room = (e.c(4096) - (lin & 0xFFF)).udiv(nb)
-    k = e.sel(cnt.ult(room), cnt, room)
+    k = _within_page(e, lin, nb, cnt)
     # a segment needing checks (null, limit, type: state.seg_chk) goes element by element
     chk = e.sget("seg_chk", seg + 8 if kind == "ins" else seg)
     fast = ~df & k.ugt(1) & chk.eq(0)
@@ -1437,41 +1443,27 @@ def _mem_chunk(I, kind, size, nb, one):
     df = (e.lget("eflags") & S.DF).ne(0)
     kind_r = e.cpl_kind()
     dst = e.lin(S.ES, e.reg(7))
-    k = e.var(32, e.sel(cnt.ult(4096), cnt, e.c(4096)))
-
-    def page_room(lin):
-        room = (e.c(4096) - (lin & 0xFFF)).udiv(nb)
-        k.set(e.sel(k.get().ult(room), k.get(), room))
-
-    page_room(dst)
+    n = _within_page(e, dst, nb, cnt)
     hit_d, idx_d = e._tlb_hit(dst, 8, kind_r | 1, e.sget("seg_chk", S.ES + 8))
+    pd = dst + e.sget("tlb_delta", idx_d)      # (used only when the TLB hit)
     ok = ~df & hit_d
     if kind == "movs":
         src = e.lin(I.dseg, e.reg(6))
-        page_room(src)
+        n = _within_page(e, src, nb, n)
         hit_s, idx_s = e._tlb_hit(src, 8, kind_r, e.sget("seg_chk", I.dseg))
-        ok = ok & hit_s
-    with e.if_else(ok & k.get().ugt(1)) as (fast, slow):
+        ps = src + e.sget("tlb_delta", idx_s)
+        repeats = pd.ugt(ps) & pd.ult(ps + n * nb)
+        ok = ok & hit_s & ~repeats
+    nbytes = n * nb
+    with e.if_else(ok & n.ugt(1)) as (fast, slow):
         with fast:
-            n = k.get()
-            nbytes = n * nb
-            pd = dst + e.sget("tlb_delta", idx_d)
             dptr = e.b.gep(e.ram, [pd.zx(64).v], inbounds=True)
             i64 = ir.IntType(64)
             if kind == "movs":
-                ps = src + e.sget("tlb_delta", idx_s)
-                repeats = pd.ugt(ps) & pd.ult(ps + nbytes)
-                with e.if_else(repeats) as (pattern, plain):
-                    with pattern:
-                        one()
-                        e.set_reg(1, cnt - 1)
-                    with plain:
-                        sptr = e.b.gep(e.ram, [ps.zx(64).v], inbounds=True)
-                        move = e.b.module.declare_intrinsic("llvm.memmove", [dptr.type, sptr.type, i64])
-                        e.b.call(move, [dptr, sptr, nbytes.zx(64).v, ir.Constant(ir.IntType(1), 0)])
-                        e.set_reg(6, e.reg(6) + nbytes)
-                        e.set_reg(7, e.reg(7) + nbytes)
-                        e.set_reg(1, cnt - n)
+                sptr = e.b.gep(e.ram, [ps.zx(64).v], inbounds=True)
+                move = e.b.module.declare_intrinsic("llvm.memmove", [dptr.type, sptr.type, i64])
+                e.b.call(move, [dptr, sptr, nbytes.zx(64).v, ir.Constant(ir.IntType(1), 0)])
+                e.set_reg(6, e.reg(6) + nbytes)
             else:
                 value = e.reg(0, size)
                 if nb == 1:
@@ -1492,8 +1484,8 @@ def _mem_chunk(I, kind, size, nb, one):
                             e.b.store(value.v, e.ram_ptr(at, size), align=1)
                             j.set(j.get() + 1)
                         e.while_(lambda: j.get().ult(n), store)
-                e.set_reg(7, e.reg(7) + nbytes)
-                e.set_reg(1, cnt - n)
+            e.set_reg(7, e.reg(7) + nbytes)
+            e.set_reg(1, cnt - n)
         with slow:
             one()
             e.set_reg(1, cnt - 1)
