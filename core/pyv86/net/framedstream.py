@@ -36,6 +36,16 @@ DEFAULT_QUEUE_FRAMES = 512
 DEFAULT_MAX_FRAME = 65535
 
 
+def shut_and_close(sock: socket.socket) -> None:
+    """Shut ``sock`` down, then close it: the shutdown wakes a thread blocked in ``recv`` or
+    ``accept`` on it, which a plain close would leave waiting."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
+
+
 class FramedStream:
     """Length-prefixed frames both ways on ``sock`` (see the module docstring)."""
 
@@ -164,9 +174,5 @@ class FramedStream:
             self._closed = True
             self._queue.clear()
             self._cond.notify_all()
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
+        shut_and_close(self.sock)
         self._on_close()

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from pyv86.net.base import FrameCallback
 from pyv86.net.frame import ETH_HEADER
-from pyv86.net.framedstream import FramedStream
+from pyv86.net.framedstream import FramedStream, shut_and_close
 from pyv86.net.handoff import Handoff
 from pyv86.net.slicebatch import SliceBatch
 
@@ -412,11 +412,7 @@ class Hub:
             links = [x for x in self._links if isinstance(x, _SocketLink)]
             listener, self._listener = self._listener, None
         if listener is not None:
-            try:
-                listener.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            listener.close()
+            shut_and_close(listener)
         for link in links:
             link.close()
 

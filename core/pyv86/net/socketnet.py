@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from pyv86.net.framedstream import FramedStream
+from pyv86.net.framedstream import FramedStream, shut_and_close
 from pyv86.net.handoff import Handoff
 from pyv86.net.slicebatch import SliceBatch
 
@@ -388,11 +388,7 @@ class StreamBackend(_SocketBackend):
         self._closing.set()
         listener, self._listener = self._listener, None
         if listener is not None:
-            try:
-                listener.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            listener.close()
+            shut_and_close(listener)
         with self._lock:
             stream = self._stream
         if stream is not None:
@@ -506,11 +502,7 @@ class DgramBackend(_SocketBackend):
         if self._closing.is_set():
             return
         self._closing.set()
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
+        shut_and_close(self.sock)
         if threading.current_thread() is not self._thread:
             self._thread.join(5.0)
 
