@@ -109,6 +109,7 @@ class Machine:
 
         self.cpu = CPU(self.memory, self)
         self.cpu.set_intr(self._intr)
+        self.ports.serve_windows(self.cpu.set_port_window)
         return self.cpu
 
     def realize(self) -> None:

@@ -22,6 +22,7 @@ from pyv86.bus._region import ReadHandler, Region, WriteHandler
 
 if TYPE_CHECKING:
     from pyv86.bus import MmioBus, PortBus
+    from pyv86.bus.window import RegisterWindow
     from pyv86.irq import IrqLines, IrqSource
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class Bar:
     mapped_at: int | None = None
     read_string: Callable[[int, int, int], bytes] | None = None
     write_string: Callable[[int, int, bytes], None] | None = None
+    window: RegisterWindow | None = None
 
 
 class PciFunction:
@@ -122,10 +124,12 @@ class PciFunction:
     def add_io_bar(self, index: int, size: int, read: ReadHandler | None, write: WriteHandler | None,
                    *, sizes: tuple[int, ...] = (1, 2, 4), name: str | None = None,
                    read_string: Callable[[int, int, int], bytes] | None = None,
-                   write_string: Callable[[int, int, bytes], None] | None = None) -> Bar:
-        """An I/O BAR; ``read_string``/``write_string`` optionally serve ``rep ins``/``outs`` at once."""
+                   write_string: Callable[[int, int, bytes], None] | None = None,
+                   window: RegisterWindow | None = None) -> Bar:
+        """An I/O BAR; ``read_string``/``write_string`` optionally serve ``rep ins``/``outs`` at
+        once; ``window`` lists registers the CPU may serve itself (:mod:`pyv86.bus.window`)."""
         bar = self._add_bar(index, size, True, read, write, sizes, name)
-        bar.read_string, bar.write_string = read_string, write_string
+        bar.read_string, bar.write_string, bar.window = read_string, write_string, window
         return bar
 
     def add_mem_bar(self, index: int, size: int, read: ReadHandler | None, write: WriteHandler | None,
@@ -203,8 +207,8 @@ class PciFunction:
             if target is not None:
                 bus = self.bus.ports if bar.io else self.bus.mmio
                 try:
-                    strings = ({"read_string": bar.read_string, "write_string": bar.write_string}
-                               if bar.io else {})
+                    strings = ({"read_string": bar.read_string, "write_string": bar.write_string,
+                                "window": bar.window} if bar.io else {})
                     bar.region = bus.map(target, bar.size, bar.read, bar.write, self,
                                          name=bar.name, sizes=bar.sizes, **strings)
                     bar.mapped_at = target

@@ -1,9 +1,12 @@
 """An address range claimed by a device on a bus, shared by the port and MMIO buses."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from attrs import define, field
+
+if TYPE_CHECKING:
+    from pyv86.bus.window import RegisterWindow
 
 ReadHandler = Callable[[int, int], int]
 """``read(offset, size) -> value``: offset is relative to the region base; size is 1, 2 or 4."""
@@ -28,6 +31,8 @@ class Region:
     sizes: frozenset[int]
     read_string: ReadStringHandler | None = None
     write_string: WriteStringHandler | None = None
+    window: RegisterWindow | None = None
+    """Byte registers the CPU may serve itself (port regions only; see :mod:`pyv86.bus.window`)."""
     end: int = field(init=False)
     """``base + length``: a field, not a property, because every bus access reads it."""
 

@@ -9,9 +9,13 @@ writes; each is logged once at DEBUG level. Overlapping maps are an error.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING, Callable
 
 from pyv86.bus._region import (MASKS, ReadHandler, ReadStringHandler, Region, WriteHandler,
                                WriteStringHandler, owner_name)
+
+if TYPE_CHECKING:
+    from pyv86.bus.window import RegisterWindow
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +33,37 @@ class PortBus:
         self._table: list[Region | None] = [None] * PORT_COUNT
         self._regions: list[Region] = []
         self._logged_unassigned: set[tuple[str, int]] = set()
-        self.trace = None  # optional callable(kind, port, size, value) for -v tracing
+        self._trace: Callable[[str, int, int, int], None] | None = None
+        self._window_sink: Callable[[int | None, RegisterWindow | None], None] | None = None
+
+    @property
+    def trace(self) -> Callable[[str, int, int, int], None] | None:
+        """Optional ``trace(kind, port, size, value)`` called for every access (which
+        turns the CPU's register window off, so that it sees them all)."""
+        return self._trace
+
+    @trace.setter
+    def trace(self, fn: Callable[[str, int, int, int], None] | None) -> None:
+        self._trace = fn
+        self._window_changed()
+
+    # -- register windows ---------------------------------------------------------
+    def serve_windows(self, sink: Callable[[int | None, RegisterWindow | None], None] | None) -> None:
+        """Tell ``sink(base, window)`` (the CPU's ``set_port_window``) which register window
+        to serve, now and whenever a region with one is mapped or unmapped; ``(None, None)``
+        when there is none. The CPU serves one window: the lowest-addressed one."""
+        self._window_sink = sink
+        self._window_changed()
+
+    def _window_changed(self) -> None:
+        if self._window_sink is None:
+            return
+        if self._trace is None:
+            for region in self.regions():
+                if region.window is not None:
+                    self._window_sink(region.base, region.window)
+                    return
+        self._window_sink(None, None)
 
     # -- mapping -----------------------------------------------------------------
     def map(
@@ -44,13 +78,18 @@ class PortBus:
         sizes: tuple[int, ...] | frozenset[int] = (1, 2, 4),
         read_string: ReadStringHandler | None = None,
         write_string: WriteStringHandler | None = None,
+        window: RegisterWindow | None = None,
     ) -> Region:
         """Claim ports ``base .. base+length-1`` for ``owner``; returns the region handle.
 
         ``read_string``/``write_string`` optionally serve a whole ``rep ins``/``rep outs``
         in one call (a NIC's data port); without them a string access is a loop of
-        ordinary accesses.
+        ordinary accesses. ``window`` lists byte registers at the start of the region
+        that the CPU may serve without calling ``read``/``write`` (:mod:`pyv86.bus.window`).
         """
+        if window is not None and window.length > length:
+            raise ValueError(f"{name or owner_name(owner)}: register window of {window.length} ports "
+                             f"is longer than the region ({length})")
         if length <= 0 or base < 0 or base + length > PORT_COUNT:
             raise ValueError(f"port range {base:#x}+{length:#x} is outside 0..0xffff")
         for port in range(base, base + length):
@@ -60,10 +99,12 @@ class PortBus:
                     f"port {port:#x}: {name or owner_name(owner)} overlaps {other.describe()}"
                 )
         region = Region(base, length, read, write, owner, name or owner_name(owner), frozenset(sizes),
-                        read_string, write_string)
+                        read_string, write_string, window)
         for port in range(base, base + length):
             self._table[port] = region
         self._regions.append(region)
+        if window is not None:
+            self._window_changed()
         return region
 
     def unmap(self, region: Region) -> None:
@@ -74,6 +115,8 @@ class PortBus:
         for port in range(region.base, region.end):
             if self._table[port] is region:
                 self._table[port] = None
+        if region.window is not None:
+            self._window_changed()
 
     def unmap_owner(self, owner: object) -> None:
         for region in [r for r in self._regions if r.owner is owner]:
@@ -96,16 +139,16 @@ class PortBus:
             value = 0
             for i in range(size):
                 value |= self._read_byte((port + i) & 0xFFFF) << (8 * i)
-        if self.trace is not None:
-            self.trace("in", port, size, value)
+        if self._trace is not None:
+            self._trace("in", port, size, value)
         return value
 
     def write(self, port: int, size: int, value: int) -> None:
         """Perform a guest ``out`` of ``size`` bytes (1, 2 or 4) at ``port``."""
         port &= 0xFFFF
         value &= MASKS[size]
-        if self.trace is not None:
-            self.trace("out", port, size, value)
+        if self._trace is not None:
+            self._trace("out", port, size, value)
         region = self._table[port]
         if region is not None and size in region.sizes and port + size <= region.end and region.write:
             region.write(port - region.base, size, value)
@@ -117,7 +160,7 @@ class PortBus:
         """A guest ``rep ins``: ``count`` reads of ``size`` bytes at ``port``, as bytes."""
         port &= 0xFFFF
         region = self._table[port]
-        if (region is not None and region.read_string is not None and self.trace is None
+        if (region is not None and region.read_string is not None and self._trace is None
                 and size in region.sizes and port + size <= region.end):
             return region.read_string(port - region.base, size, count)
         read = self.read
@@ -128,7 +171,7 @@ class PortBus:
         port &= 0xFFFF
         region = self._table[port]
         usable = len(data) - len(data) % size
-        if (region is not None and region.write_string is not None and self.trace is None
+        if (region is not None and region.write_string is not None and self._trace is None
                 and size in region.sizes and port + size <= region.end):
             region.write_string(port - region.base, size, bytes(data[:usable]))
             return

@@ -24,7 +24,7 @@ _SEG_INDEX = {n: i for i, n in enumerate(S.SEG_NAMES)}
 _REG_INDEX = {n: i for i, n in enumerate(S.REG_NAMES)}
 _CR_INDEX = {"cr0": 0, "cr2": 2, "cr3": 3, "cr4": 4}
 _SKIP_SAVE = {"tlb_tag", "tlb_delta", "tlb_global", "iobuf", "callback", "scratch", "ram_size",
-              "exit_reason", "stop", "smc"} | {n for n in S.FIELD_NAMES if n.startswith(("jit_", "run_"))}
+              "exit_reason", "stop", "smc"} | {n for n in S.FIELD_NAMES if n.startswith(("jit_", "run_", "pwin_"))}
 
 
 def _host_seg_chk(protected: int, limit: int, flags: int) -> tuple[int, int]:
@@ -67,6 +67,7 @@ class CPU:
         self._ram_ptr = ram.ctypes.data
         self._cb = _CB_TYPE(self._callback)
         self._pending_exc: BaseException | None = None
+        self._port_window = None
         self.instructions = 0
         self.jit = None
         self.reset()
@@ -163,6 +164,33 @@ class CPU:
                               f"{int(st['exc_vector'])}, error code {int(st['exc_code']):#x})")
         return int(n)
 
+    def set_port_window(self, base: int | None, window=None) -> None:
+        """Serve ``window`` (a :class:`~pyv86.bus.window.RegisterWindow`) at ports
+        ``base ..``: its byte registers are read and written in native code, without a
+        callback. ``None`` turns it off. The port bus calls this as devices map and unmap;
+        the window survives :meth:`reset` and :meth:`restore` (it is wiring, not state)."""
+        self._port_window = None if base is None or window is None else (base, window)
+        self._install_port_window()
+
+    def _install_port_window(self) -> None:
+        st = self.state
+        st["pwin_len"] = 0
+        if self._port_window is None:
+            return
+        base, window = self._port_window
+        reads, writes = window.tables()
+        st["pwin_rmap"] = np.frombuffer(reads, dtype=np.uint8)
+        st["pwin_wmap"] = np.frombuffer(writes, dtype=np.uint8)
+        st["pwin_block"] = window.address
+        st["pwin_base"] = base
+        st["pwin_page"] = window.bank_offset
+        st["pwin_page_shift"] = window.bank_shift
+        st["pwin_page_mask"] = window.bank_mask
+        (st["pwin_new_mask"], st["pwin_new_value"]), (st["pwin_old_mask"], st["pwin_old_value"]) = \
+            window.bank_write_new, window.bank_write_old
+        st["pwin_keep_mask"] = window.bank_write_keeps
+        st["pwin_len"] = window.length
+
     def request_stop(self) -> None:
         """Make the current :meth:`run` return at the next instruction boundary."""
         self.state["stop"] = 1
@@ -232,6 +260,7 @@ class CPU:
         st["mxcsr"] = 0x1F80
         st["dr"][6] = 0xFFFF0FF0
         st["dr"][7] = 0x400
+        self._install_port_window()
         self.flush_tlb()
         if self.jit is not None:
             self.jit.flush()
@@ -340,6 +369,7 @@ class CPU:
                 st[name] = v
         st["ram_size"] = self.memory.size
         st["callback"] = cb
+        self._install_port_window()
         self.instructions = int(d.get("instructions", 0))
         self.flush_tlb()
         if self.jit is not None:

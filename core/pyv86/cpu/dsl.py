@@ -390,6 +390,60 @@ class Emitter:
         r = self.b.call(fp, [self.c(which).v, self.v(a).v, self.v(b).v, self.v(c).v, d.v])
         return V(self, r)
 
+    def _window_slot(self, port: V, table: str) -> V:
+        """The byte of the register window's block that serves a byte access at ``port``
+        (``table``: ``pwin_rmap`` or ``pwin_wmap``), or 0xFF when the host must."""
+        off = port - self.sget("pwin_base")
+        slot = self.var(8, 0xFF)
+        with self.if_(off.ult(self.sget("pwin_len"))):   # a length of 0: no window
+            block = self.b.inttoptr(self.sget("pwin_block").v, I8P)
+            bank_reg = V(self, self.b.load(self.b.gep(block, [self.sget("pwin_page").zx(64).v])))
+            bank = (bank_reg.zx(32) >> self.sget("pwin_page_shift")) & self.sget("pwin_page_mask")
+            slot.set(self.sget(table, (bank << 4) | off))
+        return slot.get()
+
+    def _window_byte(self, slot: V):
+        block = self.b.inttoptr(self.sget("pwin_block").v, I8P)
+        return self.b.gep(block, [slot.zx(64).v])
+
+    def port_in(self, port: V, nbytes: int) -> V:
+        """A guest ``in``: a byte register of the register window (``CPU.set_port_window``)
+        is read here; anything else is a host callback. Returns 32 bits."""
+        if nbytes != 1:
+            return self.callback(CB_PORT_READ, port, nbytes).tr(32)
+        slot = self._window_slot(port, "pwin_rmap")
+        out = self.var(32, 0)
+        with self.if_else(slot.ne(0xFF), likely=True) as (native, host):
+            with native:
+                out.set(V(self, self.b.load(self._window_byte(slot))).zx(32))
+            with host:
+                out.set(self.callback(CB_PORT_READ, port, nbytes).tr(32))
+        return out.get()
+
+    def port_out(self, port: V, nbytes: int, value: V) -> None:
+        """A guest ``out`` (``value``: 32 bits): a byte register of the register window is
+        stored here; a write to its bank-select register only when the old and the new
+        value pass its rule (``RegisterWindow.bank_write_*``). Anything else is a host
+        callback."""
+        if nbytes != 1:
+            self.callback(CB_PORT_WRITE, port, nbytes, value)
+            return
+        slot = self._window_slot(port, "pwin_wmap")
+        done = self.var(1, 0)
+        with self.if_(slot.ne(0xFF), likely=True):
+            p = self._window_byte(slot)
+            old = V(self, self.b.load(p)).zx(32)
+            new = value & 0xFF
+            refused = (((new & self.sget("pwin_new_mask")).ne(self.sget("pwin_new_value")))
+                       | ((old & self.sget("pwin_old_mask")).ne(self.sget("pwin_old_value"))))
+            is_bank = slot.zx(32).eq(self.sget("pwin_page"))
+            keep = self.sel(is_bank, self.sget("pwin_keep_mask"), 0)
+            with self.if_(~(is_bank & refused)):
+                self.b.store(((new & ~keep) | (old & keep)).tr(8).v, p)
+                done.set(1)
+        with self.if_(done.get().eq(0)):
+            self.callback(CB_PORT_WRITE, port, nbytes, value)
+
     # ------------------------------------------------------------ registers
     def reg(self, num, size=32) -> V:
         """Read GPR ``num`` (python int or V) with operand size 8/16/32 (x86 numbering)."""

@@ -13,8 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import state as S
-from .dsl import (CB_PORT_READ, CB_PORT_READ_STR, CB_PORT_WRITE, CB_PORT_WRITE_STR, MASK,
-                  SIGN, V, cc_code)
+from .dsl import CB_PORT_READ_STR, CB_PORT_WRITE_STR, MASK, SIGN, V, cc_code
 from .flags import flags_adc_sbb, szp
 
 IMM_NONE, IMM_B, IMM_W, IMM_Z, IMM_MOFFS = range(5)
@@ -1350,13 +1349,13 @@ def _string_body(I, kind, size, nb, a32):
         elif kind == "ins":
             port = e.reg(2, 16).zx(32)
             e.probe_write(S.ES, idx(7), size)
-            v = e.callback(CB_PORT_READ, port, nb).tr(size)
+            v = e.port_in(port, nb).tr(size)
             e.write(S.ES, idx(7), size, v)
             adv(7)
         elif kind == "outs":
             port = e.reg(2, 16).zx(32)
             v = e.read(I.dseg, idx(6), size)
-            e.callback(CB_PORT_WRITE, port, nb, v.zx(32))
+            e.port_out(port, nb, v.zx(32))
             adv(6)
 
     rep = I.rep
@@ -1501,14 +1500,14 @@ for _c in STR_KINDS:
 def _in(I, size, port):
     e = I.e
     io_check(e, port, size // 8)
-    v = e.callback(CB_PORT_READ, port, size // 8)
+    v = e.port_in(port, size // 8)
     e.set_reg(0, v.tr(size), size)
 
 
 def _out(I, size, port):
     e = I.e
     io_check(e, port, size // 8)
-    e.callback(CB_PORT_WRITE, port, size // 8, e.reg(0, size).zx(32))
+    e.port_out(port, size // 8, e.reg(0, size).zx(32))
 
 
 defop(0xE4, "in al,ib", lambda I: _in(I, 8, I.imm & 0xFF), imm=IMM_B)

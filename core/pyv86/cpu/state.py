@@ -130,6 +130,22 @@ _FIELDS: list[tuple[str, str, int]] = [
     # [8..15] writes.  OR-ed into the TLB tag compare so a checked segment never hits.
     ("seg_chk", "u4", 16),
     ("task_nest", "u4", 1),     # faults raised inside a task switch after its commit point (bounded)
+    # a device's register window, served without a host callback (CPU.set_port_window)
+    ("pwin_block", "u8", 1),     # -> the device's register block (host memory it owns)
+    ("pwin_base", "u4", 1),      # first port
+    ("pwin_len", "u4", 1),       # ports in the window (<= 16); 0: no window
+    ("pwin_page", "u4", 1),      # byte of the block that selects the bank
+    ("pwin_page_shift", "u4", 1),
+    ("pwin_page_mask", "u4", 1),  # bank = block[pwin_page] >> shift & mask (<= 3; 0: one bank)
+    # a write to the bank-select byte is served when (new & new_mask) == new_value and
+    # (old & old_mask) == old_value; it stores new & ~keep_mask | old & keep_mask
+    ("pwin_new_mask", "u4", 1),
+    ("pwin_new_value", "u4", 1),
+    ("pwin_old_mask", "u4", 1),
+    ("pwin_old_value", "u4", 1),
+    ("pwin_keep_mask", "u4", 1),
+    ("pwin_rmap", "u1", 64),     # bank << 4 | offset -> byte of the block; 0xFF: the host
+    ("pwin_wmap", "u1", 64),
     # private to one run() call: what the interpreter's handlers (one function each, see
     # codegen) share besides the values they pass each other in registers
     ("run_tsc0", "u8", 1),

@@ -19,11 +19,13 @@ allocate memory.
 """
 from __future__ import annotations
 
+import ctypes
 import logging
 from typing import Callable, ClassVar
 
 import attrs
 
+from pyv86.bus.window import RegisterWindow
 from pyv86.errors import StateError
 from pyv86.net.frame import BROADCAST, ETH_HEADER, ETH_VLAN_FRAME_MAX, ETH_ZLEN, multicast_hash_index
 from pyv86.net.port import RxResult
@@ -147,6 +149,66 @@ class Dp8390State:
 
 _REGISTERS = ("cr", "isr", "imr", "dcr", "tcr", "rcr", "tsr", "rsr", "pstart", "pstop", "bnry",
               "curr", "tpsr", "cntr0", "cntr1", "cntr2", "cr9346", "config3")
+_WORDS = ("tbcr", "rsar", "rbcr", "clda")
+_FIELDS = tuple(f.name for f in attrs.fields(Dp8390State))
+
+
+class LiveRegisters(ctypes.Structure):
+    """The running chip's state: :class:`Dp8390State`'s fields, the registers in one block
+    of memory that does not move, so that the CPU can serve the side-effect-free ones
+    itself (:data:`WINDOW_READS`, :data:`WINDOW_WRITES`). ``par``, ``mar``, the MACs and
+    ``ram`` are ordinary attributes. A chip keeps one for its lifetime; power-on and
+    restore fill it in place."""
+
+    _fields_ = [(name, ctypes.c_uint8) for name in _REGISTERS] + [(name, ctypes.c_uint16) for name in _WORDS]
+
+    def __init__(self, state: Dp8390State) -> None:
+        super().__init__()
+        self.fill(state)
+
+    def fill(self, state: Dp8390State) -> None:
+        for name in _FIELDS:
+            setattr(self, name, getattr(state, name))
+
+    def snapshot(self, state_cls: type[Dp8390State]) -> Dp8390State:
+        """A copy as ``state_cls`` (for a state image: nothing in it aliases the chip)."""
+        state = state_cls(**{name: getattr(self, name) for name in _FIELDS})
+        state.ram = bytearray(self.ram)
+        return state
+
+
+def _byte(name: str, high: bool = False) -> int:
+    return getattr(LiveRegisters, name).offset + (1 if high else 0)
+
+
+# What the CPU serves from LiveRegisters without calling the chip (pyv86.bus.window), as
+# (page, offset) -> byte: exactly the accesses whose handling below is "return the byte" or
+# "store the byte". CR (offset 0) reads on every page; a CR write only when the chip is
+# started and the new value has RD = abort, no TXP and no STP: then _command only stores it
+# with the run bits kept (STA given or kept), so that only the page changes. Reads that
+# clear (CNTR0-2), writes that can raise the interrupt or take frames in (ISR, IMR, BNRY,
+# CURR), masked writes and commands go to the chip.
+WINDOW_READS = {
+    **{(page, 0x00): _byte("cr") for page in range(4)},
+    (0, 0x01): _byte("clda"), (0, 0x02): _byte("clda", True), (0, 0x03): _byte("bnry"),
+    (0, 0x04): _byte("tsr"), (0, 0x07): _byte("isr"), (0, 0x08): _byte("rsar"),
+    (0, 0x09): _byte("rsar", True), (0, 0x0C): _byte("rsr"),
+    (1, 0x07): _byte("curr"),
+    (2, 0x01): _byte("pstart"), (2, 0x02): _byte("pstop"), (2, 0x03): _byte("bnry"),
+    (2, 0x04): _byte("tpsr"), (2, 0x05): _byte("curr"), (2, 0x06): _byte("clda", True),
+    (2, 0x07): _byte("clda"), (2, 0x0C): _byte("rcr"), (2, 0x0D): _byte("tcr"),
+    (2, 0x0E): _byte("dcr"), (2, 0x0F): _byte("imr"),
+    (3, 0x01): _byte("cr9346"), (3, 0x06): _byte("config3"),
+}
+WINDOW_WRITES = {
+    (0, 0x00): _byte("cr"), (1, 0x00): _byte("cr"), (2, 0x00): _byte("cr"), (3, 0x00): _byte("cr"),
+    (0, 0x01): _byte("pstart"), (0, 0x02): _byte("pstop"), (0, 0x04): _byte("tpsr"),
+    (0, 0x05): _byte("tbcr"), (0, 0x06): _byte("tbcr", True),
+    (0, 0x08): _byte("rsar"), (0, 0x09): _byte("rsar", True),
+    (0, 0x0A): _byte("rbcr"), (0, 0x0B): _byte("rbcr", True),
+}
+CR_PAGE_ONLY = (RD_MASK | CR.TXP | CR.STP, CR.RD_ABORT)   # (mask, value) of a new CR
+CR_STARTED = (CR.STP | CR.STA, CR.STA)                      # ... and of the old one
 
 
 def check_state(state: Dp8390State, where: str) -> None:
@@ -207,7 +269,11 @@ class Dp8390:
         self.state_cls = state_cls
         self.stats = ChipStats()
         self._irq = False
-        self.state: Dp8390State = state_cls()
+        self.state = LiveRegisters(state_cls())
+        self.window = RegisterWindow(self.state, WINDOW_READS, WINDOW_WRITES, bank_offset=_byte("cr"),
+                                     bank_shift=6, bank_mask=3, bank_write_new=CR_PAGE_ONLY,
+                                     bank_write_old=CR_STARTED, bank_write_keeps=CR.STP | CR.STA)
+        """The registers the CPU may serve itself; the bus wrapper maps it with the I/O range."""
         self.power_on(bytes(mac))
 
     # lifecycle -------------------------------------------------------------------
@@ -224,7 +290,7 @@ class Dp8390:
             state.wire_mac = state.prom_mac = state.par = bytes(mac)
         else:
             state.wire_mac, state.prom_mac, state.par = old.wire_mac, old.prom_mac, old.prom_mac
-        self.state = state
+        self.state.fill(state)
         if self.rx_flush is not None:
             self.rx_flush()
         self._update_irq(force=True)
@@ -250,12 +316,18 @@ class Dp8390:
         check_state(state, self.name)
         state.par, state.mar = bytes(state.par), bytes(state.mar)
         state.prom_mac, state.wire_mac = bytes(state.prom_mac), bytes(state.wire_mac)
-        if not isinstance(state.ram, bytearray):
-            state.ram = bytearray(state.ram)
-        self.state = state
+        self.state.fill(state)
+        self.state.ram = bytearray(state.ram)
+        # ISR.RST reads 1 exactly while the chip is stopped (a started chip's CR writes that
+        # only change the page are served by the CPU and would not clear it)
+        self.state.isr = self.state.isr & ~ISR.RST | (ISR.RST if self.state.cr & CR.STP else 0)
         if self.rx_flush is not None:
             self.rx_flush()
         self._update_irq(force=True)
+
+    def snapshot(self) -> Dp8390State:
+        """The chip's state as a ``state_cls`` instance (a copy)."""
+        return self.state.snapshot(self.state_cls)
 
     @property
     def irq_level(self) -> bool:

@@ -121,7 +121,7 @@ class Ne2kPci(Device):
                          interrupt_pin=1)
         fn.add_io_bar(0, self.config.io_size, self.chip.io_read, self.chip.io_write,
                       name=f"{self.id}.io", read_string=self.chip.io_read_string,
-                      write_string=self.chip.io_write_string)
+                      write_string=self.chip.io_write_string, window=self.chip.window)
         try:
             machine.pci.attach(fn, self.config.slot)
         except ValueError as exc:
@@ -148,7 +148,7 @@ class Ne2kPci(Device):
 
     # state images ------------------------------------------------------------------
     def save(self) -> Ne2kPciState:
-        state = self.chip.state
+        state = self.chip.snapshot()
         if self.function is not None:
             state.pci_config = self.function.save()
         return state  # type: ignore[return-value]
@@ -163,7 +163,7 @@ class Ne2kPci(Device):
         if not isinstance(state, Ne2kPciState):
             state = Ne2kPciState(**attrs.asdict(state, recurse=False))
         self.chip.load_state(state)
-        self.state = state
+        self.state = self.chip.state  # type: ignore[assignment]
         if pci_config and self.function is not None:
             self.function.restore(pci_config)
         self.port.rx_space()

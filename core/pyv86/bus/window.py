@@ -1,0 +1,87 @@
+"""Register windows: a device's byte registers that the CPU reads and writes without a callback.
+
+A port access that reaches Python costs a round trip from native code (1-3 µs in a running
+guest), and a NIC driver makes dozens per frame, most of them to registers with no side
+effect: an address or a count the device reads later, a status byte it set earlier. A
+device can keep such registers in a block of memory it owns (a ctypes structure that never
+moves) and describe them in a :class:`RegisterWindow`; the port bus hands the window of a
+mapped region to the CPU, which then serves those byte accesses itself. Everything else
+(wider accesses, registers not listed, a listed write that fails the guard) still reaches
+the device's handlers, which read and write the same block, so both paths see one state.
+
+A register may be listed only if serving it natively is exactly what the device would do:
+a read returns the stored byte and changes nothing; a write stores the byte and nothing
+else happens (no interrupt, no transfer, no other register changes). Registers can be
+banked, as the DP8390's four pages selected by bits 7:6 of its command register: the bank
+is ``block[bank_offset] >> bank_shift & bank_mask``. A write to the bank-select byte itself
+is served natively only when the new value passes ``bank_write_new`` and the old one
+``bank_write_old`` (each a ``(mask, value)`` pair: ``byte & mask == value``); it then
+stores the new value with the bits of ``bank_write_keeps`` taken from the old one. For the
+DP8390: a started chip, written "no remote DMA, no transmit, not stop", keeps running and
+only changes page; any other write goes to the device, which may start a command.
+"""
+from __future__ import annotations
+
+import ctypes
+from typing import Any, Mapping
+
+from attrs import define, field
+
+BANKS = 4
+WINDOW_PORTS = 16
+NOT_SERVED = 0xFF
+
+Registers = Mapping[tuple[int, int], int]
+"""``(bank, port offset) -> byte offset`` in the block."""
+
+
+@define(frozen=True)
+class RegisterWindow:
+    """Which byte registers of a port range the CPU serves from ``block``."""
+
+    block: Any
+    """A ctypes object (structure or array) holding the registers; it must not move or be freed."""
+    reads: Registers
+    writes: Registers
+    length: int = WINDOW_PORTS
+    """Ports covered from the region's base (at most 16)."""
+    bank_offset: int = 0
+    bank_shift: int = 0
+    bank_mask: int = 0
+    """0: one bank; else the bank is ``block[bank_offset] >> bank_shift & bank_mask`` (<= 3)."""
+    bank_write_new: tuple[int, int] = (0, 0)
+    bank_write_old: tuple[int, int] = (0, 0)
+    bank_write_keeps: int = 0
+    address: int = field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        size = ctypes.sizeof(self.block)
+        if not 1 <= self.length <= WINDOW_PORTS:
+            raise ValueError(f"a register window covers 1..{WINDOW_PORTS} ports, not {self.length}")
+        if not 0 <= self.bank_mask < BANKS or not 0 <= self.bank_shift < 8:
+            raise ValueError(f"bank mask {self.bank_mask:#x} / shift {self.bank_shift} do not select one of {BANKS} banks")
+        if not 0 <= self.bank_offset < size:
+            raise ValueError(f"bank-select byte {self.bank_offset} is outside the {size}-byte block")
+        for rule in (self.bank_write_new, self.bank_write_old):
+            if len(rule) != 2 or not all(0 <= x <= 0xFF for x in rule) or rule[1] & ~rule[0]:
+                raise ValueError(f"bank write rule {rule!r} is not a (mask, value) pair of bytes")
+        if not 0 <= self.bank_write_keeps <= 0xFF:
+            raise ValueError(f"bank_write_keeps {self.bank_write_keeps:#x} is not a byte mask")
+        for kind, table in (("read", self.reads), ("write", self.writes)):
+            for (bank, offset), byte in table.items():
+                if not (0 <= bank <= self.bank_mask and 0 <= offset < self.length):
+                    raise ValueError(f"{kind} register (bank {bank}, offset {offset:#x}) is outside the window")
+                if not 0 <= byte < min(size, NOT_SERVED):
+                    raise ValueError(f"{kind} register (bank {bank}, offset {offset:#x}) -> byte {byte} "
+                                     f"is outside the {size}-byte block")
+        object.__setattr__(self, "address", ctypes.addressof(self.block))
+
+    def tables(self) -> tuple[bytes, bytes]:
+        """The CPU's lookup tables: ``bank << 4 | offset`` -> byte, 0xFF where the device serves."""
+        out = []
+        for table in (self.reads, self.writes):
+            flat = bytearray([NOT_SERVED]) * (BANKS * WINDOW_PORTS)
+            for (bank, offset), byte in table.items():
+                flat[bank << 4 | offset] = byte
+            out.append(bytes(flat))
+        return out[0], out[1]

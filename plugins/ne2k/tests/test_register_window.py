@@ -1,0 +1,122 @@
+"""The registers the CPU serves without calling the chip (``Dp8390.window``): for each one,
+what the chip's own handler does must be exactly "return the stored byte" or "store the
+byte", in any state, with no interrupt change, no transmit and no receive side effect.
+And the window follows BAR0 wherever the guest maps it."""
+from __future__ import annotations
+
+import ctypes
+import random
+
+import pytest
+
+from ne2k_testlib import MAC, Regs
+from pyv86_ne2k.dp8390 import (CR, CR_PAGE_ONLY, CR_STARTED, ISR, WINDOW_READS, WINDOW_WRITES,
+                               Dp8390, LiveRegisters)
+
+WORDS = {"tbcr", "rsar", "rbcr", "clda"}
+
+
+class Chip:
+    """A chip in a random state, recording every side effect it has."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.events: list[object] = []
+        self.chip = Dp8390("t", MAC, set_irq=lambda level: self.events.append(("irq", level)),
+                           transmit=lambda frame: self.events.append(("tx", frame)),
+                           rx_space=lambda: self.events.append("rx_space"),
+                           rx_flush=lambda: self.events.append("rx_flush"))
+        s = self.chip.state
+        for name, _ctype in LiveRegisters._fields_:
+            setattr(s, name, rng.getrandbits(16 if name in WORDS else 8))
+        s.pstart, s.pstop = sorted(rng.sample(range(0x40, 0x81), 2))
+        s.cr = rng.getrandbits(8) & ~CR.TXP     # TXP is never stored
+        if s.cr & CR.STP:      # the chip's invariant: RST reads 1 exactly while stopped
+            s.isr |= ISR.RST
+        else:
+            s.isr &= ~ISR.RST
+        s.ram[:] = rng.randbytes(len(s.ram))
+        self.chip._update_irq(force=True)
+        self.events.clear()
+
+    def block(self) -> bytes:
+        s = self.chip.state
+        return ctypes.string_at(ctypes.addressof(s), ctypes.sizeof(s))
+
+    def others(self) -> tuple[bytes, ...]:
+        s = self.chip.state
+        return (s.par, s.mar, s.prom_mac, s.wire_mac, bytes(s.ram), self.chip.irq_level)
+
+    def select(self, page: int) -> None:
+        s = self.chip.state
+        s.cr = s.cr & 0x3F | page << 6
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_every_served_read_is_the_stored_byte_and_changes_nothing(seed):
+    rng = random.Random(seed)
+    for (page, offset), byte in WINDOW_READS.items():
+        c = Chip(rng)
+        c.select(page)
+        block, others = c.block(), c.others()
+        assert c.chip.io_read(offset, 1) == block[byte], (page, offset)
+        assert (c.block(), c.others(), c.events) == (block, others, []), (page, offset)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_every_served_write_stores_the_byte_and_does_nothing_else(seed):
+    rng = random.Random(seed)
+    for (page, offset), byte in WINDOW_WRITES.items():
+        c = Chip(rng)
+        c.select(page)
+        value = rng.getrandbits(8)
+        stored = value
+        if offset == 0:   # the command register: served only by its rule (started; page only)
+            (new_mask, new_value), (old_mask, old_value) = CR_PAGE_ONLY, CR_STARTED
+            old = c.chip.state.cr = c.chip.state.cr & ~old_mask | old_value
+            c.chip.state.isr &= ~ISR.RST     # started: RST is clear
+            value = value & ~new_mask | new_value
+            stored = value & ~c.chip.window.bank_write_keeps | old & c.chip.window.bank_write_keeps
+        block, others = bytearray(c.block()), c.others()
+        block[byte] = stored
+        c.chip.io_write(offset, 1, value)
+        assert (c.block(), c.others(), c.events) == (bytes(block), others, []), (page, offset, value)
+
+
+def test_the_window_leaves_side_effects_to_the_chip():
+    served = set(WINDOW_READS) | set(WINDOW_WRITES)
+    # counters clear on read, ISR/IMR writes move the interrupt, BNRY/CURR writes take frames in
+    for page, offset in [(0, 0x0D), (0, 0x0E), (0, 0x0F)]:
+        assert (page, offset) not in WINDOW_READS
+    for page, offset in [(0, 0x03), (0, 0x07), (0, 0x0F), (1, 0x07), (0, 0x0C), (0, 0x0D), (0, 0x0E)]:
+        assert (page, offset) not in WINDOW_WRITES
+    assert all(offset < 0x10 for _page, offset in served)    # never the data or reset port
+
+
+def test_the_cpu_is_given_the_window_at_bar0_and_follows_it(machine, nic, regs: Regs):
+    seen: list[tuple[int | None, object]] = []
+    machine.ports.serve_windows(lambda base, window: seen.append((base, window)))
+    assert seen == [(nic.io_base, nic.chip.window)]
+    fn = nic.function
+    fn.set_bar_address(0, 0xD000)
+    assert seen[-1] == (0xD000, nic.chip.window) and nic.io_base == 0xD000
+    fn.config_write(0x04, 2, fn.command & ~1)     # I/O decoding off: no window
+    assert seen[-1] == (None, None)
+    machine.ports.trace = lambda *access: None     # a trace sees every access: no window
+    fn.config_write(0x04, 2, fn.command | 1)
+    assert seen[-1] == (None, None)
+    machine.ports.trace = None
+    assert seen[-1] == (0xD000, nic.chip.window)
+
+
+def test_power_on_and_restore_fill_the_same_block(nic):
+    block = ctypes.addressof(nic.chip.state)
+    saved = nic.save()
+    nic.chip.state.rsar = 0x1234
+    nic.reset()
+    assert nic.chip.state.rsar == 0 and ctypes.addressof(nic.chip.state) == block
+    saved.rsar, saved.cr, saved.isr = 0x4321, 0x22, 0x80 | ISR.PTX   # started, with a stale RST
+    nic.restore(saved)
+    assert ctypes.addressof(nic.chip.state) == block
+    assert nic.chip.state.rsar == 0x4321
+    assert nic.chip.state.isr == ISR.PTX      # RST only while stopped
+    assert nic.save().rsar == 0x4321 and nic.save() is not nic.save()
