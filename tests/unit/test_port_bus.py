@@ -117,3 +117,29 @@ def test_trace_sees_every_access(port_bus):
     port_bus.outb(0x80, 0x42)
     port_bus.inb(0x80)
     assert seen == [("out", 0x80, 1, 0x42), ("in", 0x80, 1, 0xFF)]
+
+
+def test_the_cpu_is_told_the_lowest_register_window_as_regions_come_and_go():
+    import ctypes
+
+    from pyv86.bus.window import RegisterWindow
+
+    bus = PortBus()
+    seen: list[tuple] = []
+    first = RegisterWindow((ctypes.c_uint8 * 2)(), reads={(0, 0): 0}, writes={})
+    second = RegisterWindow((ctypes.c_uint8 * 2)(), reads={(0, 1): 1}, writes={})
+    bus.serve_windows(lambda base, window: seen.append((base, window)))
+    assert seen == [(None, None)]
+    dev = Dev()
+    high = bus.map(0x300, 0x20, dev.read, dev.write, dev, window=second)
+    assert seen[-1] == (0x300, second)
+    bus.map(0x100, 0x10, dev.read, dev.write, dev)               # no window: nothing to tell
+    assert len(seen) == 2
+    low = bus.map(0x200, 0x20, dev.read, dev.write, dev, window=first)
+    assert seen[-1] == (0x200, first)
+    bus.unmap(low)
+    assert seen[-1] == (0x300, second)
+    bus.unmap(high)
+    assert seen[-1] == (None, None)
+    with pytest.raises(ValueError, match="register window of 16 ports is longer than the region"):
+        bus.map(0x400, 8, dev.read, dev.write, dev, name="short", window=first)
