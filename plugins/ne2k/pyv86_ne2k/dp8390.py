@@ -484,21 +484,9 @@ class Dp8390:
             return
         page = s.cr >> 6
         if page == 0:
-            if reg == 0x01:
-                s.pstart = value
-            elif reg == 0x02:
-                s.pstop = value
-            elif reg == 0x03:
-                s.bnry = value
-                if self.rx_space is not None and not s.cr & CR.STP:
-                    self.rx_space()
-            elif reg == 0x04:
-                s.tpsr = value
-            elif reg == 0x05:
-                s.tbcr = (s.tbcr & 0xFF00) | value
-            elif reg == 0x06:
-                s.tbcr = (s.tbcr & 0x00FF) | value << 8
-            elif reg == 0x07:
+            # ISR, IMR and BNRY first: with the CPU serving the register window, they are
+            # most of the page-0 writes that still come here
+            if reg == 0x07:
                 s.isr &= ~(value & 0x7F)
                 if value & ISR.PRX and self._ring_has_frames():
                     # lib8390 acks PRX after reading at most 9 frames and would leave the
@@ -507,6 +495,23 @@ class Dp8390:
                 self._update_irq()
                 if value & (ISR.PRX | ISR.OVW) and self.rx_space is not None and not s.cr & CR.STP:
                     self.rx_space()  # frames that waited for room come in now
+            elif reg == 0x0F:
+                s.imr = value & 0x7F
+                self._update_irq()
+            elif reg == 0x03:
+                s.bnry = value
+                if self.rx_space is not None and not s.cr & CR.STP:
+                    self.rx_space()
+            elif reg == 0x01:
+                s.pstart = value
+            elif reg == 0x02:
+                s.pstop = value
+            elif reg == 0x04:
+                s.tpsr = value
+            elif reg == 0x05:
+                s.tbcr = (s.tbcr & 0xFF00) | value
+            elif reg == 0x06:
+                s.tbcr = (s.tbcr & 0x00FF) | value << 8
             elif reg == 0x08:
                 s.rsar = (s.rsar & 0xFF00) | value
             elif reg == 0x09:
@@ -521,9 +526,6 @@ class Dp8390:
                 s.tcr = value & 0x1F
             elif reg == 0x0E:
                 s.dcr = value & 0x7F
-            elif reg == 0x0F:
-                s.imr = value & 0x7F
-                self._update_irq()
         elif page == 1:
             if reg <= 0x06:
                 par = bytearray(s.par)
