@@ -148,3 +148,50 @@ def test_a_window_that_points_outside_its_block_or_banks_is_refused():
         RegisterWindow(block, reads={}, writes={}, bank_write_new=(0x0F, 0x10))
     with pytest.raises(ValueError, match="1..16 ports"):
         RegisterWindow(block, reads={}, writes={}, length=17)
+
+
+def irq_window(block):
+    """Banks as in ``window``; byte 5 = status (write 1 to clear bits 6:0, bit 0 a write goes
+    to the host), byte 6 = enable (7 bits), interrupt while status & enable & 0x7F."""
+    from pyv86.bus.window import InterruptPair
+    return RegisterWindow(block, reads={(0, 5): 5, (0, 6): 6},
+                          writes={(0, 0): 0, (1, 0): 0, (2, 0): 0, (0, 1): 1, (1, 3): 4,
+                                  (0, 5): 5, (0, 6): 6, (1, 5): 6},
+                          bank_offset=0, bank_shift=6, bank_mask=3, bank_write_new=(0x3D, 0x20),
+                          bank_write_old=(0x03, 0x02), bank_write_keeps=0x03,
+                          interrupt=InterruptPair(status=5, enable=6, bits=0x7F, clear_bits=0x7F,
+                                                  status_exits=0x01, enable_bits=0x7F))
+
+
+@pytest.mark.parametrize("jit", TIERS)
+@pytest.mark.parametrize("seed", range(3))
+def test_random_writes_do_what_the_window_model_says(jit, seed):
+    """RegisterWindow.served_write is the specification of the native path: a random run of
+    writes (bank switches, status acknowledgements, enable changes, commands) must leave
+    the block as the model does and send exactly the refused writes to the host."""
+    import random
+    rng = random.Random(seed)
+    start = bytes([0x22, 0, 0, 0, 0, rng.getrandbits(8), rng.getrandbits(8), 0])
+    block = (ctypes.c_uint8 * 8)(*start)
+    model = bytearray(start)
+    spec = irq_window((ctypes.c_uint8 * 8)())   # the model: only its rules are used
+    code, expect_host = b"", []
+    for _ in range(150):
+        offset = rng.choice([0, 0, 1, 3, 5, 5, 6, 6, 7])
+        value = rng.choice([rng.getrandbits(8), 0x22, 0x62, 0xA2, 0x20, 0x60, 0x40, 0x02, 0x7F, 0x00])
+        code += mov_dx(BASE + offset) + mov_al(value) + OUT_AL
+        bank = model[0] >> 6 & 3
+        byte = spec.writes.get((bank, offset))
+        stored = None if byte is None else spec.served_write(bytes(model), byte, value)
+        if stored is None:
+            expect_host.append(("out", BASE + offset, 1, value))
+        else:
+            model[byte] = stored
+    code += mov_dx(BASE) + HLT
+
+    def install(cpu):
+        cpu.set_port_window(BASE, irq_window(block))
+    log, after, _ = run(code, jit, block, setup=install)
+    assert log == expect_host
+    assert after == bytes(model)
+    assert 20 < len(expect_host) < 130        # both kinds happened

@@ -19,6 +19,14 @@ is served natively only when the new value passes ``bank_write_new`` and the old
 stores the new value with the bits of ``bank_write_keeps`` taken from the old one. For the
 DP8390: a started chip, written "no remote DMA, no transmit, not stop", keeps running and
 only changes page; any other write goes to the device, which may start a command.
+
+Many devices raise a level interrupt while ``status & enable`` has a bit set, clear status
+bits by writing ones to them, and program the enable mask directly (the DP8390's ISR and
+IMR). An :class:`InterruptPair` names those two bytes; a listed write to either is served
+natively only when the interrupt output stays as it was (both before and after low, or
+both high), so the device would not have moved its interrupt line either. Status writes
+with a bit of ``status_exits`` (bits whose acknowledgement does more) and enable writes
+with a bit outside ``enable_bits`` (bits the device would mask off) go to the device.
 """
 from __future__ import annotations
 
@@ -33,6 +41,22 @@ NOT_SERVED = 0xFF
 
 Registers = Mapping[tuple[int, int], int]
 """``(bank, port offset) -> byte offset`` in the block."""
+
+
+@define(frozen=True)
+class InterruptPair:
+    """A status byte (write 1 to clear) and an enable byte that together drive a level
+    interrupt: asserted while ``status & enable & bits`` is not zero."""
+
+    status: int
+    enable: int
+    bits: int = 0xFF
+    clear_bits: int = 0xFF
+    """Status bits that a written 1 clears (others ignore writes)."""
+    status_exits: int = 0
+    """A status write with any of these bits set goes to the device."""
+    enable_bits: int = 0xFF
+    """An enable write with a bit outside these goes to the device."""
 
 
 @define(frozen=True)
@@ -52,6 +76,7 @@ class RegisterWindow:
     bank_write_new: tuple[int, int] = (0, 0)
     bank_write_old: tuple[int, int] = (0, 0)
     bank_write_keeps: int = 0
+    interrupt: InterruptPair | None = None
     address: int = field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -67,6 +92,18 @@ class RegisterWindow:
                 raise ValueError(f"bank write rule {rule!r} is not a (mask, value) pair of bytes")
         if not 0 <= self.bank_write_keeps <= 0xFF:
             raise ValueError(f"bank_write_keeps {self.bank_write_keeps:#x} is not a byte mask")
+        irq = self.interrupt
+        if irq is not None:
+            for name in ("status", "enable"):
+                byte = getattr(irq, name)
+                if not 0 <= byte < min(size, NOT_SERVED) or (self.bank_mask and byte == self.bank_offset):
+                    raise ValueError(f"interrupt {name} byte {byte} is outside the {size}-byte block "
+                                     f"or is the bank-select byte")
+            if irq.status == irq.enable:
+                raise ValueError("interrupt status and enable must be different bytes")
+            for name in ("bits", "clear_bits", "status_exits", "enable_bits"):
+                if not 0 <= getattr(irq, name) <= 0xFF:
+                    raise ValueError(f"interrupt {name} {getattr(irq, name):#x} is not a byte mask")
         for kind, table in (("read", self.reads), ("write", self.writes)):
             for (bank, offset), byte in table.items():
                 if not (0 <= bank <= self.bank_mask and 0 <= offset < self.length):
@@ -75,6 +112,33 @@ class RegisterWindow:
                     raise ValueError(f"{kind} register (bank {bank}, offset {offset:#x}) -> byte {byte} "
                                      f"is outside the {size}-byte block")
         object.__setattr__(self, "address", ctypes.addressof(self.block))
+
+    def served_write(self, block: bytes, byte: int, value: int) -> int | None:
+        """What the CPU stores at ``byte`` of ``block`` (its current contents) for a guest
+        byte write of ``value`` listed in :attr:`writes`, or None when it leaves the write
+        to the device. The CPU's code follows this (``Emitter.port_out``); device tests use
+        it to check that the device would have done the same."""
+        old, new = block[byte], value & 0xFF
+        stored = new
+        if self.bank_mask and byte == self.bank_offset:
+            (new_mask, new_value), (old_mask, old_value) = self.bank_write_new, self.bank_write_old
+            if new & new_mask != new_value or old & old_mask != old_value:
+                return None
+            stored = new & ~self.bank_write_keeps | old & self.bank_write_keeps
+        irq = self.interrupt
+        if irq is not None:
+            if byte == irq.status:
+                if new & irq.status_exits:
+                    return None
+                stored = old & ~(new & irq.clear_bits)
+            elif byte == irq.enable and new & ~irq.enable_bits:
+                return None
+            status, enable = block[irq.status], block[irq.enable]
+            after_status = stored if byte == irq.status else status
+            after_enable = stored if byte == irq.enable else enable
+            if bool(status & enable & irq.bits) != bool(after_status & after_enable & irq.bits):
+                return None
+        return stored
 
     def tables(self) -> tuple[bytes, bytes]:
         """The CPU's lookup tables: ``bank << 4 | offset`` -> byte, 0xFF where the device serves."""

@@ -186,9 +186,20 @@ class CPU:
         st["pwin_page"] = window.bank_offset
         st["pwin_page_shift"] = window.bank_shift
         st["pwin_page_mask"] = window.bank_mask
-        (st["pwin_new_mask"], st["pwin_new_value"]), (st["pwin_old_mask"], st["pwin_old_value"]) = \
-            window.bank_write_new, window.bank_write_old
-        st["pwin_keep_mask"] = window.bank_write_keeps
+        if window.bank_mask:   # (with one bank there is no bank-select byte to guard)
+            (st["pwin_new_mask"], st["pwin_new_value"]), (st["pwin_old_mask"], st["pwin_old_value"]) = \
+                window.bank_write_new, window.bank_write_old
+            st["pwin_keep_mask"] = window.bank_write_keeps
+        else:
+            st["pwin_new_mask"] = st["pwin_new_value"] = st["pwin_old_mask"] = st["pwin_old_value"] = 0
+            st["pwin_keep_mask"] = 0
+        irq = window.interrupt
+        st["pwin_status"] = 0x100 if irq is None else irq.status
+        st["pwin_enable"] = 0x100 if irq is None else irq.enable
+        st["pwin_irq_bits"] = 0 if irq is None else irq.bits
+        st["pwin_clear_bits"] = 0 if irq is None else irq.clear_bits
+        st["pwin_status_exits"] = 0 if irq is None else irq.status_exits
+        st["pwin_enable_bits"] = 0 if irq is None else irq.enable_bits
         st["pwin_len"] = window.length
 
     def request_stop(self) -> None:

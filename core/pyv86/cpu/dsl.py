@@ -434,12 +434,27 @@ class Emitter:
             p = self._window_byte(slot)
             old = V(self, self.b.load(p)).zx(32)
             new = value & 0xFF
-            refused = (((new & self.sget("pwin_new_mask")).ne(self.sget("pwin_new_value")))
-                       | ((old & self.sget("pwin_old_mask")).ne(self.sget("pwin_old_value"))))
-            is_bank = slot.zx(32).eq(self.sget("pwin_page"))
+            byte = slot.zx(32)
+            is_bank = byte.eq(self.sget("pwin_page"))
+            is_status = byte.eq(self.sget("pwin_status"))
+            is_enable = byte.eq(self.sget("pwin_enable"))
             keep = self.sel(is_bank, self.sget("pwin_keep_mask"), 0)
-            with self.if_(~(is_bank & refused)):
-                self.b.store(((new & ~keep) | (old & keep)).tr(8).v, p)
+            stored = self.sel(is_status, old & ~(new & self.sget("pwin_clear_bits")),
+                              (new & ~keep) | (old & keep))
+            bank_refused = (((new & self.sget("pwin_new_mask")).ne(self.sget("pwin_new_value")))
+                            | ((old & self.sget("pwin_old_mask")).ne(self.sget("pwin_old_value"))))
+            # the interrupt output before and after (registers absent: bits 0, output 0)
+            status = V(self, self.b.load(self._window_byte((self.sget("pwin_status") & 0xFF).tr(8)))).zx(32)
+            enable = V(self, self.b.load(self._window_byte((self.sget("pwin_enable") & 0xFF).tr(8)))).zx(32)
+            bits = self.sget("pwin_irq_bits")
+            before = (status & enable & bits).ne(0)
+            after = (self.sel(is_status, stored, status) & self.sel(is_enable, stored, enable) & bits).ne(0)
+            refused = ((is_bank & bank_refused)
+                       | (is_status & (new & self.sget("pwin_status_exits")).ne(0))
+                       | (is_enable & (new & ~self.sget("pwin_enable_bits")).ne(0))
+                       | before.ne(after))
+            with self.if_(~refused):
+                self.b.store(stored.tr(8).v, p)
                 done.set(1)
         with self.if_(done.get().eq(0)):
             self.callback(CB_PORT_WRITE, port, nbytes, value)

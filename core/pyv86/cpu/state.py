@@ -144,6 +144,14 @@ _FIELDS: list[tuple[str, str, int]] = [
     ("pwin_old_mask", "u4", 1),
     ("pwin_old_value", "u4", 1),
     ("pwin_keep_mask", "u4", 1),
+    # an interrupt status/enable pair (output = status & enable & irq_bits != 0): a write to
+    # either is served only when the output stays as it was; status bits are write-1-to-clear
+    ("pwin_status", "u4", 1),    # byte of the status register (>= 0x100: none)
+    ("pwin_enable", "u4", 1),    # byte of the enable register (>= 0x100: none)
+    ("pwin_irq_bits", "u4", 1),
+    ("pwin_clear_bits", "u4", 1),   # status bits a written 1 clears
+    ("pwin_status_exits", "u4", 1),  # a status write with any of these goes to the host
+    ("pwin_enable_bits", "u4", 1),  # an enable write with a bit outside these goes to the host
     ("pwin_rmap", "u1", 64),     # bank << 4 | offset -> byte of the block; 0xFF: the host
     ("pwin_wmap", "u1", 64),
     # private to one run() call: what the interpreter's handlers (one function each, see

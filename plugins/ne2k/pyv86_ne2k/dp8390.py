@@ -25,7 +25,7 @@ from typing import Callable, ClassVar
 
 import attrs
 
-from pyv86.bus.window import RegisterWindow
+from pyv86.bus.window import InterruptPair, RegisterWindow
 from pyv86.errors import StateError
 from pyv86.net.frame import BROADCAST, ETH_HEADER, ETH_VLAN_FRAME_MAX, ETH_ZLEN, multicast_hash_index
 from pyv86.net.port import RxResult
@@ -182,12 +182,13 @@ def _byte(name: str, high: bool = False) -> int:
 
 
 # What the CPU serves from LiveRegisters without calling the chip (pyv86.bus.window), as
-# (page, offset) -> byte: exactly the accesses whose handling below is "return the byte" or
-# "store the byte". CR (offset 0) reads on every page; a CR write only when the chip is
-# started and the new value has RD = abort, no TXP and no STP: then _command only stores it
-# with the run bits kept (STA given or kept), so that only the page changes. Reads that
-# clear (CNTR0-2), writes that can raise the interrupt or take frames in (ISR, IMR, BNRY,
-# CURR), masked writes and commands go to the chip.
+# (page, offset) -> byte: exactly the accesses whose handling below is "return the byte",
+# "store the byte" or, for ISR, "clear the bits written as 1". CR (offset 0) reads on every
+# page; a CR write only when the chip is started and the new value has RD = abort, no TXP
+# and no STP: then _command only stores it with the run bits kept (STA given or kept), so
+# that only the page changes. ISR and IMR writes only while the interrupt stays as it was
+# (INTERRUPT). Reads that clear (CNTR0-2), writes that take frames in (BNRY, CURR), masked
+# writes and commands go to the chip.
 WINDOW_READS = {
     **{(page, 0x00): _byte("cr") for page in range(4)},
     (0, 0x01): _byte("clda"), (0, 0x02): _byte("clda", True), (0, 0x03): _byte("bnry"),
@@ -206,9 +207,15 @@ WINDOW_WRITES = {
     (0, 0x05): _byte("tbcr"), (0, 0x06): _byte("tbcr", True),
     (0, 0x08): _byte("rsar"), (0, 0x09): _byte("rsar", True),
     (0, 0x0A): _byte("rbcr"), (0, 0x0B): _byte("rbcr", True),
+    (0, 0x07): _byte("isr"), (0, 0x0F): _byte("imr"),   # only by the INTERRUPT rule below
 }
 CR_PAGE_ONLY = (RD_MASK | CR.TXP | CR.STP, CR.RD_ABORT)   # (mask, value) of a new CR
 CR_STARTED = (CR.STP | CR.STA, CR.STA)                      # ... and of the old one
+# ISR and IMR writes are served while the interrupt (ISR & IMR & 0x7F) stays as it was:
+# an ISR write that acknowledges neither PRX nor OVW (those take waiting frames in) and
+# an IMR write of 7 bits; RST (bit 7) is not cleared by writes
+INTERRUPT = InterruptPair(status=_byte("isr"), enable=_byte("imr"), bits=0x7F, clear_bits=0x7F,
+                          status_exits=ISR.PRX | ISR.OVW, enable_bits=0x7F)
 
 
 def check_state(state: Dp8390State, where: str) -> None:
@@ -272,7 +279,8 @@ class Dp8390:
         self.state = LiveRegisters(state_cls())
         self.window = RegisterWindow(self.state, WINDOW_READS, WINDOW_WRITES, bank_offset=_byte("cr"),
                                      bank_shift=6, bank_mask=3, bank_write_new=CR_PAGE_ONLY,
-                                     bank_write_old=CR_STARTED, bank_write_keeps=CR.STP | CR.STA)
+                                     bank_write_old=CR_STARTED, bank_write_keeps=CR.STP | CR.STA,
+                                     interrupt=INTERRUPT)
         """The registers the CPU may serve itself; the bus wrapper maps it with the I/O range."""
         self.power_on(bytes(mac))
 
