@@ -109,7 +109,8 @@ class Machine:
 
         self.cpu = CPU(self.memory, self)
         self.cpu.set_intr(self._intr)
-        self.ports.serve_windows(self.cpu.set_port_window)
+        from pyv86.cpu.state import PORT_WINDOWS
+        self.ports.serve_windows(self.cpu.set_port_windows, PORT_WINDOWS)
         return self.cpu
 
     def realize(self) -> None:

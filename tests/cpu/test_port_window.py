@@ -195,3 +195,67 @@ def test_random_writes_do_what_the_window_model_says(jit, seed):
     assert log == expect_host
     assert after == bytes(model)
     assert 20 < len(expect_host) < 130        # both kinds happened
+
+
+BASE2 = 0xA0
+
+
+def mask_window(block):
+    """An 8259-like window: byte 0 the mask (IMR), byte 1 the requests (IRR), byte 2 a mode
+    byte used as the bank (1: reads and writes go to the host); mask writes are served
+    only while no unmasked request is pending, before and after."""
+    from pyv86.bus.window import InterruptPair
+    return RegisterWindow(block, reads={(0, 1): 0}, writes={(0, 1): 0}, length=2,
+                          bank_offset=2, bank_mask=1,
+                          interrupt=InterruptPair(status=1, enable=0, clear_bits=0, enable_is_mask=True,
+                                                  idle_only=True))
+
+
+@pytest.mark.parametrize("jit", TIERS)
+@pytest.mark.parametrize("seed", range(3))
+def test_two_windows_each_serve_their_own_ports_by_their_own_rules(jit, seed):
+    import random
+    rng = random.Random(100 + seed)
+    first = bytes([0x22, 0, 0, 0, 0, rng.getrandbits(8), rng.getrandbits(8), 0])
+    second = bytes([rng.getrandbits(8) | 0x04, 0x04 if seed == 2 else 0, 0, 0])   # mode 0, idle
+    blocks = ((ctypes.c_uint8 * 8)(*first), (ctypes.c_uint8 * 4)(*second))
+    models = (bytearray(first), bytearray(second))
+    specs = ((BASE, irq_window((ctypes.c_uint8 * 8)())), (BASE2, mask_window((ctypes.c_uint8 * 4)())))
+    code, expect_host, served = b"", [], [0, 0]
+    for _ in range(150):
+        which = rng.randrange(2)
+        base, spec = specs[which]
+        offset = rng.choice([0, 1, 3, 5, 6]) if which == 0 else rng.choice([0, 1, 1, 1])
+        value = rng.choice([rng.getrandbits(8), 0x22, 0x62, 0x02, 0x00, 0xFF, 0xFB, 0xBF])
+        model = models[which]
+        reading = which == 1 and rng.random() < 0.3
+        if reading:
+            code += mov_dx(base + offset) + IN_AL
+            byte = spec.reads.get((model[spec.bank_offset] >> spec.bank_shift & spec.bank_mask, offset))
+            if byte is None:
+                expect_host.append(("in", base + offset, 1))
+            continue
+        code += mov_dx(base + offset) + mov_al(value) + OUT_AL
+        byte = spec.writes.get((model[spec.bank_offset] >> spec.bank_shift & spec.bank_mask, offset))
+        stored = None if byte is None else spec.served_write(bytes(model), byte, value)
+        if stored is None:
+            expect_host.append(("out", base + offset, 1, value))
+        else:
+            model[byte] = stored
+            served[which] += 1
+
+    def install(cpu):
+        cpu.set_port_windows([(BASE, irq_window(blocks[0])), (BASE2, mask_window(blocks[1]))])
+    log, _, _ = run(code, jit, blocks[0], setup=install)
+    assert log == expect_host
+    assert (bytes(blocks[0]), bytes(blocks[1])) == (bytes(models[0]), bytes(models[1]))
+    assert any(port >= BASE2 and port < BASE2 + 2 for _kind, port, *_ in expect_host)
+    assert min(served) > 3        # both windows served writes natively
+
+
+def test_the_cpu_refuses_more_windows_than_it_has():
+    from pyv86.cpu.state import PORT_WINDOWS
+    cpu, _, _ = flat_cpu()
+    block = (ctypes.c_uint8 * 8)()
+    with pytest.raises(ValueError, match=f"at most {PORT_WINDOWS} register windows"):
+        cpu.set_port_windows([(0x100 * i, window(block)) for i in range(PORT_WINDOWS + 1)])

@@ -119,27 +119,33 @@ def test_trace_sees_every_access(port_bus):
     assert seen == [("out", 0x80, 1, 0x42), ("in", 0x80, 1, 0xFF)]
 
 
-def test_the_cpu_is_told_the_lowest_register_window_as_regions_come_and_go():
+def test_the_cpu_is_told_the_lowest_register_windows_as_regions_come_and_go():
     import ctypes
 
     from pyv86.bus.window import RegisterWindow
 
     bus = PortBus()
-    seen: list[tuple] = []
-    first = RegisterWindow((ctypes.c_uint8 * 2)(), reads={(0, 0): 0}, writes={})
-    second = RegisterWindow((ctypes.c_uint8 * 2)(), reads={(0, 1): 1}, writes={})
-    bus.serve_windows(lambda base, window: seen.append((base, window)))
-    assert seen == [(None, None)]
+    seen: list[list] = []
+    windows = [RegisterWindow((ctypes.c_uint8 * 2)(), reads={(0, 0): 0}, writes={}) for _ in range(3)]
+    bus.serve_windows(seen.append, limit=2)
+    assert seen == [[]]
     dev = Dev()
-    high = bus.map(0x300, 0x20, dev.read, dev.write, dev, window=second)
-    assert seen[-1] == (0x300, second)
+    high = bus.map(0x300, 0x20, dev.read, dev.write, dev, window=windows[0])
+    assert seen[-1] == [(0x300, windows[0])]
     bus.map(0x100, 0x10, dev.read, dev.write, dev)               # no window: nothing to tell
     assert len(seen) == 2
-    low = bus.map(0x200, 0x20, dev.read, dev.write, dev, window=first)
-    assert seen[-1] == (0x200, first)
+    low = bus.map(0x200, 0x20, dev.read, dev.write, dev, window=windows[1])
+    assert seen[-1] == [(0x200, windows[1]), (0x300, windows[0])]
+    lowest = bus.map(0x20, 2, dev.read, dev.write, dev, window=RegisterWindow(
+        (ctypes.c_uint8 * 2)(), reads={}, writes={}, length=2))
+    assert [base for base, _ in seen[-1]] == [0x20, 0x200]         # at most two, the lowest
+    bus.unmap(lowest)
     bus.unmap(low)
-    assert seen[-1] == (0x300, second)
+    assert seen[-1] == [(0x300, windows[0])]
+    bus.trace = lambda *access: None                             # a trace sees every access
+    assert seen[-1] == []
+    bus.trace = None
     bus.unmap(high)
-    assert seen[-1] == (None, None)
+    assert seen[-1] == []
     with pytest.raises(ValueError, match="register window of 16 ports is longer than the region"):
-        bus.map(0x400, 8, dev.read, dev.write, dev, name="short", window=first)
+        bus.map(0x400, 8, dev.read, dev.write, dev, name="short", window=windows[2])

@@ -34,7 +34,8 @@ class PortBus:
         self._regions: list[Region] = []
         self._logged_unassigned: set[tuple[str, int]] = set()
         self._trace: Callable[[str, int, int, int], None] | None = None
-        self._window_sink: Callable[[int | None, RegisterWindow | None], None] | None = None
+        self._window_sink: Callable[[list[tuple[int, RegisterWindow]]], None] | None = None
+        self._window_limit = 0
 
     @property
     def trace(self) -> Callable[[str, int, int, int], None] | None:
@@ -48,22 +49,21 @@ class PortBus:
         self._window_changed()
 
     # -- register windows ---------------------------------------------------------
-    def serve_windows(self, sink: Callable[[int | None, RegisterWindow | None], None] | None) -> None:
-        """Tell ``sink(base, window)`` (the CPU's ``set_port_window``) which register window
-        to serve, now and whenever a region with one is mapped or unmapped; ``(None, None)``
-        when there is none. The CPU serves one window: the lowest-addressed one."""
+    def serve_windows(self, sink: Callable[[list[tuple[int, RegisterWindow]]], None] | None,
+                      limit: int = 2) -> None:
+        """Tell ``sink(windows)`` (the CPU's ``set_port_windows``) which register windows to
+        serve, as ``(base, window)`` pairs, now and whenever a region with one is mapped or
+        unmapped: the ``limit`` lowest-addressed ones (none while a trace is set)."""
         self._window_sink = sink
+        self._window_limit = limit
         self._window_changed()
 
     def _window_changed(self) -> None:
         if self._window_sink is None:
             return
-        if self._trace is None:
-            for region in self.regions():
-                if region.window is not None:
-                    self._window_sink(region.base, region.window)
-                    return
-        self._window_sink(None, None)
+        windows = [] if self._trace is not None else [
+            (region.base, region.window) for region in self.regions() if region.window is not None]
+        self._window_sink(windows[: self._window_limit])
 
     # -- mapping -----------------------------------------------------------------
     def map(

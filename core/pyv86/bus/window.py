@@ -57,9 +57,17 @@ class InterruptPair:
     """A status write with any of these bits set goes to the device."""
     enable_bits: int = 0xFF
     """An enable write with a bit outside these goes to the device."""
+    enable_is_mask: bool = False
+    """The enable byte is a mask instead (a set bit disables): output ``status & ~enable``."""
+    idle_only: bool = False
+    """Serve writes only while the output stays low, not also while it stays high (for a
+    device whose output has more inputs than this pair, as an 8259's in-service priority)."""
+
+    def output(self, status: int, enable: int) -> bool:
+        return bool(status & (enable ^ (0xFF if self.enable_is_mask else 0)) & self.bits)
 
 
-@define(frozen=True)
+@define(frozen=True, eq=False)
 class RegisterWindow:
     """Which byte registers of a port range the CPU serves from ``block``."""
 
@@ -134,11 +142,34 @@ class RegisterWindow:
             elif byte == irq.enable and new & ~irq.enable_bits:
                 return None
             status, enable = block[irq.status], block[irq.enable]
-            after_status = stored if byte == irq.status else status
-            after_enable = stored if byte == irq.enable else enable
-            if bool(status & enable & irq.bits) != bool(after_status & after_enable & irq.bits):
+            before = irq.output(status, enable)
+            after = irq.output(stored if byte == irq.status else status,
+                               stored if byte == irq.enable else enable)
+            if before != after or (irq.idle_only and before):
                 return None
         return stored
+
+    def native_fields(self) -> dict[str, int]:
+        """This window's rules as the CPU's ``pwin_*`` state fields (one window's entry)."""
+        irq = self.interrupt
+        banks = bool(self.bank_mask)   # with one bank there is no bank-select byte to guard
+        (new_mask, new_value), (old_mask, old_value) = (
+            (self.bank_write_new, self.bank_write_old) if banks else ((0, 0), (0, 0)))
+        return {
+            "pwin_block": self.address, "pwin_page": self.bank_offset,
+            "pwin_page_shift": self.bank_shift, "pwin_page_mask": self.bank_mask,
+            "pwin_new_mask": new_mask, "pwin_new_value": new_value,
+            "pwin_old_mask": old_mask, "pwin_old_value": old_value,
+            "pwin_keep_mask": self.bank_write_keeps if banks else 0,
+            "pwin_status": 0x100 if irq is None else irq.status,
+            "pwin_enable": 0x100 if irq is None else irq.enable,
+            "pwin_irq_bits": 0 if irq is None else irq.bits,
+            "pwin_enable_xor": 0xFF if irq is not None and irq.enable_is_mask else 0,
+            "pwin_idle_only": 1 if irq is not None and irq.idle_only else 0,
+            "pwin_clear_bits": 0 if irq is None else irq.clear_bits,
+            "pwin_status_exits": 0 if irq is None else irq.status_exits,
+            "pwin_enable_bits": 0 if irq is None else irq.enable_bits,
+        }
 
     def tables(self) -> tuple[bytes, bytes]:
         """The CPU's lookup tables: ``bank << 4 | offset`` -> byte, 0xFF where the device serves."""

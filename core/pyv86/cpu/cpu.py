@@ -67,7 +67,7 @@ class CPU:
         self._ram_ptr = ram.ctypes.data
         self._cb = _CB_TYPE(self._callback)
         self._pending_exc: BaseException | None = None
-        self._port_window = None
+        self._port_windows: list = []
         self.instructions = 0
         self.jit = None
         self.reset()
@@ -164,43 +164,33 @@ class CPU:
                               f"{int(st['exc_vector'])}, error code {int(st['exc_code']):#x})")
         return int(n)
 
-    def set_port_window(self, base: int | None, window=None) -> None:
-        """Serve ``window`` (a :class:`~pyv86.bus.window.RegisterWindow`) at ports
-        ``base ..``: its byte registers are read and written in native code, without a
-        callback. ``None`` turns it off. The port bus calls this as devices map and unmap;
-        the window survives :meth:`reset` and :meth:`restore` (it is wiring, not state)."""
-        self._port_window = None if base is None or window is None else (base, window)
-        self._install_port_window()
+    def set_port_windows(self, windows) -> None:
+        """Serve these register windows, a list of ``(base, window)`` pairs (at most
+        ``PORT_WINDOWS``; :class:`~pyv86.bus.window.RegisterWindow`): their byte registers
+        are read and written in native code, without a callback. The port bus calls this as
+        devices map and unmap; the windows survive :meth:`reset` and :meth:`restore` (they
+        are wiring, not state)."""
+        windows = list(windows)
+        if len(windows) > S.PORT_WINDOWS:
+            raise ValueError(f"the CPU serves at most {S.PORT_WINDOWS} register windows, not {len(windows)}")
+        self._port_windows = windows
+        self._install_port_windows()
 
-    def _install_port_window(self) -> None:
+    def set_port_window(self, base: int | None, window=None) -> None:
+        """One register window at ``base`` (None: none); see :meth:`set_port_windows`."""
+        self.set_port_windows([] if base is None or window is None else [(base, window)])
+
+    def _install_port_windows(self) -> None:
         st = self.state
         st["pwin_len"] = 0
-        if self._port_window is None:
-            return
-        base, window = self._port_window
-        reads, writes = window.tables()
-        st["pwin_rmap"] = np.frombuffer(reads, dtype=np.uint8)
-        st["pwin_wmap"] = np.frombuffer(writes, dtype=np.uint8)
-        st["pwin_block"] = window.address
-        st["pwin_base"] = base
-        st["pwin_page"] = window.bank_offset
-        st["pwin_page_shift"] = window.bank_shift
-        st["pwin_page_mask"] = window.bank_mask
-        if window.bank_mask:   # (with one bank there is no bank-select byte to guard)
-            (st["pwin_new_mask"], st["pwin_new_value"]), (st["pwin_old_mask"], st["pwin_old_value"]) = \
-                window.bank_write_new, window.bank_write_old
-            st["pwin_keep_mask"] = window.bank_write_keeps
-        else:
-            st["pwin_new_mask"] = st["pwin_new_value"] = st["pwin_old_mask"] = st["pwin_old_value"] = 0
-            st["pwin_keep_mask"] = 0
-        irq = window.interrupt
-        st["pwin_status"] = 0x100 if irq is None else irq.status
-        st["pwin_enable"] = 0x100 if irq is None else irq.enable
-        st["pwin_irq_bits"] = 0 if irq is None else irq.bits
-        st["pwin_clear_bits"] = 0 if irq is None else irq.clear_bits
-        st["pwin_status_exits"] = 0 if irq is None else irq.status_exits
-        st["pwin_enable_bits"] = 0 if irq is None else irq.enable_bits
-        st["pwin_len"] = window.length
+        for i, (base, window) in enumerate(self._port_windows):
+            reads, writes = window.tables()
+            st["pwin_rmap"][i * 64:(i + 1) * 64] = np.frombuffer(reads, dtype=np.uint8)
+            st["pwin_wmap"][i * 64:(i + 1) * 64] = np.frombuffer(writes, dtype=np.uint8)
+            for field, value in window.native_fields().items():
+                st[field][i] = value
+            st["pwin_base"][i] = base
+            st["pwin_len"][i] = window.length
 
     def request_stop(self) -> None:
         """Make the current :meth:`run` return at the next instruction boundary."""
@@ -271,7 +261,7 @@ class CPU:
         st["mxcsr"] = 0x1F80
         st["dr"][6] = 0xFFFF0FF0
         st["dr"][7] = 0x400
-        self._install_port_window()
+        self._install_port_windows()
         self.flush_tlb()
         if self.jit is not None:
             self.jit.flush()
@@ -380,7 +370,7 @@ class CPU:
                 st[name] = v
         st["ram_size"] = self.memory.size
         st["callback"] = cb
-        self._install_port_window()
+        self._install_port_windows()
         self.instructions = int(d.get("instructions", 0))
         self.flush_tlb()
         if self.jit is not None:

@@ -390,69 +390,82 @@ class Emitter:
         r = self.b.call(fp, [self.c(which).v, self.v(a).v, self.v(b).v, self.v(c).v, d.v])
         return V(self, r)
 
-    def _window_slot(self, port: V, table: str) -> V:
-        """The byte of the register window's block that serves a byte access at ``port``
-        (``table``: ``pwin_rmap`` or ``pwin_wmap``), or 0xFF when the host must."""
-        off = port - self.sget("pwin_base")
+    def _window_slot(self, port: V, table: str) -> tuple[V, V]:
+        """(window, byte): which register window holds ``port`` and the byte of its block
+        that serves a byte access there (``table``: ``pwin_rmap`` or ``pwin_wmap``); the
+        byte is 0xFF when the host must serve it."""
+        which = self.var(32, 0)
+        off = self.var(32, 0)
+        found = self.var(1, 0)
+        for i in reversed(range(S.PORT_WINDOWS)):      # the lower index wins an overlap
+            o = port - self.sget("pwin_base", i)
+            with self.if_(o.ult(self.sget("pwin_len", i))):   # a length of 0: no window
+                which.set(self.c(i))
+                off.set(o)
+                found.set(1)
         slot = self.var(8, 0xFF)
-        with self.if_(off.ult(self.sget("pwin_len"))):   # a length of 0: no window
-            block = self.b.inttoptr(self.sget("pwin_block").v, I8P)
-            bank_reg = V(self, self.b.load(self.b.gep(block, [self.sget("pwin_page").zx(64).v])))
-            bank = (bank_reg.zx(32) >> self.sget("pwin_page_shift")) & self.sget("pwin_page_mask")
-            slot.set(self.sget(table, (bank << 4) | off))
-        return slot.get()
+        with self.if_(found.get().ne(0)):
+            w = which.get()
+            bank_reg = V(self, self.b.load(self._window_byte(w, self.sget("pwin_page", w))))
+            bank = (bank_reg.zx(32) >> self.sget("pwin_page_shift", w)) & self.sget("pwin_page_mask", w)
+            slot.set(self.sget(table, (w << 6) | (bank << 4) | off.get()))
+        return which.get(), slot.get()
 
-    def _window_byte(self, slot: V):
-        block = self.b.inttoptr(self.sget("pwin_block").v, I8P)
-        return self.b.gep(block, [slot.zx(64).v])
+    def _window_byte(self, w: V, byte: V):
+        block = self.b.inttoptr(self.sget("pwin_block", w).v, I8P)
+        return self.b.gep(block, [(byte.zx(32) & 0xFF).zx(64).v])
 
     def port_in(self, port: V, nbytes: int) -> V:
-        """A guest ``in``: a byte register of the register window (``CPU.set_port_window``)
+        """A guest ``in``: a byte register of a register window (``CPU.set_port_windows``)
         is read here; anything else is a host callback. Returns 32 bits."""
         if nbytes != 1:
             return self.callback(CB_PORT_READ, port, nbytes).tr(32)
-        slot = self._window_slot(port, "pwin_rmap")
+        w, slot = self._window_slot(port, "pwin_rmap")
         out = self.var(32, 0)
         with self.if_else(slot.ne(0xFF), likely=True) as (native, host):
             with native:
-                out.set(V(self, self.b.load(self._window_byte(slot))).zx(32))
+                out.set(V(self, self.b.load(self._window_byte(w, slot))).zx(32))
             with host:
                 out.set(self.callback(CB_PORT_READ, port, nbytes).tr(32))
         return out.get()
 
     def port_out(self, port: V, nbytes: int, value: V) -> None:
-        """A guest ``out`` (``value``: 32 bits): a byte register of the register window is
-        stored here; a write to its bank-select register only when the old and the new
-        value pass its rule (``RegisterWindow.bank_write_*``). Anything else is a host
-        callback."""
+        """A guest ``out`` (``value``: 32 bits): a byte register of a register window is
+        stored here when the window's rules allow it (``RegisterWindow.served_write`` is
+        the same rule in Python); anything else is a host callback."""
         if nbytes != 1:
             self.callback(CB_PORT_WRITE, port, nbytes, value)
             return
-        slot = self._window_slot(port, "pwin_wmap")
+        w, slot = self._window_slot(port, "pwin_wmap")
         done = self.var(1, 0)
         with self.if_(slot.ne(0xFF), likely=True):
-            p = self._window_byte(slot)
+            def get(name):
+                return self.sget(name, w)
+            p = self._window_byte(w, slot)
             old = V(self, self.b.load(p)).zx(32)
             new = value & 0xFF
             byte = slot.zx(32)
-            is_bank = byte.eq(self.sget("pwin_page"))
-            is_status = byte.eq(self.sget("pwin_status"))
-            is_enable = byte.eq(self.sget("pwin_enable"))
-            keep = self.sel(is_bank, self.sget("pwin_keep_mask"), 0)
-            stored = self.sel(is_status, old & ~(new & self.sget("pwin_clear_bits")),
+            is_bank = byte.eq(get("pwin_page"))
+            is_status = byte.eq(get("pwin_status"))
+            is_enable = byte.eq(get("pwin_enable"))
+            keep = self.sel(is_bank, get("pwin_keep_mask"), 0)
+            stored = self.sel(is_status, old & ~(new & get("pwin_clear_bits")),
                               (new & ~keep) | (old & keep))
-            bank_refused = (((new & self.sget("pwin_new_mask")).ne(self.sget("pwin_new_value")))
-                            | ((old & self.sget("pwin_old_mask")).ne(self.sget("pwin_old_value"))))
-            # the interrupt output before and after (registers absent: bits 0, output 0)
-            status = V(self, self.b.load(self._window_byte((self.sget("pwin_status") & 0xFF).tr(8)))).zx(32)
-            enable = V(self, self.b.load(self._window_byte((self.sget("pwin_enable") & 0xFF).tr(8)))).zx(32)
-            bits = self.sget("pwin_irq_bits")
-            before = (status & enable & bits).ne(0)
-            after = (self.sel(is_status, stored, status) & self.sel(is_enable, stored, enable) & bits).ne(0)
+            bank_refused = (((new & get("pwin_new_mask")).ne(get("pwin_new_value")))
+                            | ((old & get("pwin_old_mask")).ne(get("pwin_old_value"))))
+            # the interrupt output before and after (no pair: bits 0, output 0); with
+            # enable_xor 0xFF the enable byte is a mask (set bits disable)
+            status = V(self, self.b.load(self._window_byte(w, get("pwin_status")))).zx(32)
+            enable = V(self, self.b.load(self._window_byte(w, get("pwin_enable")))).zx(32)
+            bits, flip = get("pwin_irq_bits"), get("pwin_enable_xor")
+            before = (status & (enable ^ flip) & bits).ne(0)
+            after = (self.sel(is_status, stored, status) & (self.sel(is_enable, stored, enable) ^ flip)
+                     & bits).ne(0)
+            moved = before.ne(after) | ((before | after) & get("pwin_idle_only").ne(0))
             refused = ((is_bank & bank_refused)
-                       | (is_status & (new & self.sget("pwin_status_exits")).ne(0))
-                       | (is_enable & (new & ~self.sget("pwin_enable_bits")).ne(0))
-                       | before.ne(after))
+                       | (is_status & (new & get("pwin_status_exits")).ne(0))
+                       | (is_enable & (new & ~get("pwin_enable_bits")).ne(0))
+                       | moved)
             with self.if_(~refused):
                 self.b.store(stored.tr(8).v, p)
                 done.set(1)

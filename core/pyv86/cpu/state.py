@@ -27,6 +27,7 @@ TLB_KINDS = 4
 # u32 eip, u32 phys, u32 code32, u32 page generation, u32 instruction count, u32 pad, u64 fn
 JIT_TABLE_BITS = 16
 JIT_TABLE_SIZE = 1 << JIT_TABLE_BITS
+PORT_WINDOWS = 2  # register windows the CPU serves at once (CPU.set_port_windows)
 JIT_WAYS = 2
 JIT_ENTRY_SIZE = 32
 JIT_REQ_CAP = 256
@@ -130,30 +131,34 @@ _FIELDS: list[tuple[str, str, int]] = [
     # [8..15] writes.  OR-ed into the TLB tag compare so a checked segment never hits.
     ("seg_chk", "u4", 16),
     ("task_nest", "u4", 1),     # faults raised inside a task switch after its commit point (bounded)
-    # a device's register window, served without a host callback (CPU.set_port_window)
-    ("pwin_block", "u8", 1),     # -> the device's register block (host memory it owns)
-    ("pwin_base", "u4", 1),      # first port
-    ("pwin_len", "u4", 1),       # ports in the window (<= 16); 0: no window
-    ("pwin_page", "u4", 1),      # byte of the block that selects the bank
-    ("pwin_page_shift", "u4", 1),
-    ("pwin_page_mask", "u4", 1),  # bank = block[pwin_page] >> shift & mask (<= 3; 0: one bank)
+    # register windows: devices' byte registers served without a host callback
+    # (CPU.set_port_windows; one entry per window, index 0 wins an overlap)
+    ("pwin_block", "u8", PORT_WINDOWS),  # -> the device's register block (host memory it owns)
+    ("pwin_base", "u4", PORT_WINDOWS),   # first port
+    ("pwin_len", "u4", PORT_WINDOWS),    # ports in the window (<= 16); 0: no window
+    ("pwin_page", "u4", PORT_WINDOWS),   # byte of the block that selects the bank
+    ("pwin_page_shift", "u4", PORT_WINDOWS),
+    ("pwin_page_mask", "u4", PORT_WINDOWS),  # bank = block[page] >> shift & mask (<= 3; 0: one bank)
     # a write to the bank-select byte is served when (new & new_mask) == new_value and
     # (old & old_mask) == old_value; it stores new & ~keep_mask | old & keep_mask
-    ("pwin_new_mask", "u4", 1),
-    ("pwin_new_value", "u4", 1),
-    ("pwin_old_mask", "u4", 1),
-    ("pwin_old_value", "u4", 1),
-    ("pwin_keep_mask", "u4", 1),
-    # an interrupt status/enable pair (output = status & enable & irq_bits != 0): a write to
-    # either is served only when the output stays as it was; status bits are write-1-to-clear
-    ("pwin_status", "u4", 1),    # byte of the status register (>= 0x100: none)
-    ("pwin_enable", "u4", 1),    # byte of the enable register (>= 0x100: none)
-    ("pwin_irq_bits", "u4", 1),
-    ("pwin_clear_bits", "u4", 1),   # status bits a written 1 clears
-    ("pwin_status_exits", "u4", 1),  # a status write with any of these goes to the host
-    ("pwin_enable_bits", "u4", 1),  # an enable write with a bit outside these goes to the host
-    ("pwin_rmap", "u1", 64),     # bank << 4 | offset -> byte of the block; 0xFF: the host
-    ("pwin_wmap", "u1", 64),
+    ("pwin_new_mask", "u4", PORT_WINDOWS),
+    ("pwin_new_value", "u4", PORT_WINDOWS),
+    ("pwin_old_mask", "u4", PORT_WINDOWS),
+    ("pwin_old_value", "u4", PORT_WINDOWS),
+    ("pwin_keep_mask", "u4", PORT_WINDOWS),
+    # an interrupt status/enable pair (output = status & (enable ^ enable_xor) & irq_bits
+    # != 0): a write to either is served only while the output stays as it was (idle_only:
+    # stays 0); status bits are write-1-to-clear
+    ("pwin_status", "u4", PORT_WINDOWS),   # byte of the status register (no pair: 0, bits 0)
+    ("pwin_enable", "u4", PORT_WINDOWS),   # byte of the enable register
+    ("pwin_irq_bits", "u4", PORT_WINDOWS),
+    ("pwin_enable_xor", "u4", PORT_WINDOWS),
+    ("pwin_idle_only", "u4", PORT_WINDOWS),
+    ("pwin_clear_bits", "u4", PORT_WINDOWS),   # status bits a written 1 clears
+    ("pwin_status_exits", "u4", PORT_WINDOWS),  # a status write with any of these goes to the host
+    ("pwin_enable_bits", "u4", PORT_WINDOWS),  # an enable write with a bit outside these goes to the host
+    ("pwin_rmap", "u1", PORT_WINDOWS * 64),  # window << 6 | bank << 4 | offset -> byte; 0xFF: the host
+    ("pwin_wmap", "u1", PORT_WINDOWS * 64),
     # private to one run() call: what the interpreter's handlers (one function each, see
     # codegen) share besides the values they pass each other in registers
     ("run_tsc0", "u8", 1),
