@@ -13,16 +13,22 @@ line through the ELCR registers at 0x4D0/0x4D1, or all lines with ICW1.LTIM), sp
 IRQ 7 / 15 when the request went away before INTA. The ELCR power-on value is a config
 option (default IRQ 10 and 11 level-triggered: the PCI interrupts the PIIX3 routes).
 
-State keeps per-chip registers in two-element lists (index 0 master, 1 slave).
+State keeps per-chip registers in two-element arrays (index 0 master, 1 slave). The live
+registers are a ctypes block (:class:`PicRegisters`) so that the CPU can serve the slave's
+mask register itself (a register window, :mod:`pyv86.bus.window`): Linux masks and unmasks
+a PCI interrupt around every interrupt it handles and lib8390 around every transmission.
 """
 from __future__ import annotations
 
+import ctypes
 import logging
 from typing import ClassVar
 
 import attrs
 
+from pyv86.bus.window import InterruptPair, RegisterWindow
 from pyv86.devices.base import Device
+from pyv86.errors import StateError
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +95,49 @@ class PicState:
     intr: bool = False
 
 
+_PAIRS = tuple(f.name for f in attrs.fields(PicState) if f.name != "intr")
+
+
+class PicRegisters(ctypes.Structure):
+    """The running pair's registers (:class:`PicState`'s fields as two-byte arrays) in one
+    block that never moves, plus ``mode``: per chip 0 while it takes mask writes and mask
+    reads as such (initialised, not polling), 1 otherwise. Reset and restore fill it in
+    place."""
+
+    _fields_ = [(name, ctypes.c_uint8 * 2) for name in _PAIRS] + [
+        ("intr", ctypes.c_bool), ("mode", ctypes.c_uint8 * 2)]
+
+    def fill(self, state: PicState, where: str = "i8259") -> None:
+        for name in _PAIRS:
+            values = getattr(state, name)
+            if (not isinstance(values, (list, tuple)) or len(values) != 2
+                    or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 0xFF for v in values)):
+                raise StateError(f"{where}: {name} must be two bytes, got {values!r:.40}")
+            getattr(self, name)[:] = values
+        self.intr = bool(state.intr)
+        for chip in (MASTER, SLAVE):
+            self.sync_mode(chip)
+
+    def sync_mode(self, chip: int) -> None:
+        self.mode[chip] = 1 if self.poll[chip] or self.init_step[chip] else 0
+
+    def snapshot(self) -> PicState:
+        return PicState(**{name: list(getattr(self, name)) for name in _PAIRS}, intr=bool(self.intr))
+
+
+def _byte(name: str, chip: int) -> int:
+    return getattr(PicRegisters, name).offset + chip
+
+
+SLAVE_WINDOW_READS = {(0, 1): _byte("imr", SLAVE)}
+SLAVE_WINDOW_WRITES = {(0, 1): _byte("imr", SLAVE)}
+# The slave's mask register (0xA1) is served by the CPU while the slave is in mode 0; a
+# mask write only while no unmasked request is pending before and after it (then neither
+# chip's output can change: priority and in-service do not matter).
+SLAVE_INTERRUPT = InterruptPair(status=_byte("irr", SLAVE), enable=_byte("imr", SLAVE), clear_bits=0,
+                                enable_is_mask=True, idle_only=True)
+
+
 class PicPair(Device):
     """Two cascaded 8259As, the machine's interrupt controller."""
 
@@ -97,11 +146,20 @@ class PicPair(Device):
     state_cls = PicState
     description = "8259A PIC pair with ELCR; the machine's interrupt controller"
 
+    def __init__(self, id: str, config: PicConfig | None = None) -> None:
+        super().__init__(id, config)
+        self.state = PicRegisters()  # type: ignore[assignment]
+        self.state.fill(self._power_on())
+        self.slave_window = RegisterWindow(self.state, SLAVE_WINDOW_READS, SLAVE_WINDOW_WRITES, length=2,
+                                           bank_offset=_byte("mode", SLAVE), bank_mask=1,
+                                           interrupt=SLAVE_INTERRUPT)
+
     def realize(self, machine) -> None:  # type: ignore[override]
         super().realize(machine)
-        self.state = self._power_on()
+        self.state.fill(self._power_on())
         machine.ports.map(0x20, 2, self._read_master, self._write_master, self, name="pic-master", sizes=(1,))
-        machine.ports.map(0xA0, 2, self._read_slave, self._write_slave, self, name="pic-slave", sizes=(1,))
+        machine.ports.map(0xA0, 2, self._read_slave, self._write_slave, self, name="pic-slave", sizes=(1,),
+                          window=self.slave_window)
         machine.ports.map(0x4D0, 2, self._read_elcr, self._write_elcr, self, name="elcr", sizes=(1,))
         machine.set_interrupt_controller(self)
         machine.irqs.attach_sink(self)
@@ -112,13 +170,18 @@ class PicPair(Device):
         return state
 
     def reset(self) -> None:
-        levels = list(self.state.input_level)
-        self.state = self._power_on()
-        self.state.input_level = levels  # the wires keep their levels across a reset
+        state = self._power_on()
+        state.input_level = list(self.state.input_level)  # the wires keep their levels across a reset
+        self.state.fill(state)
         self._drive_output(force=True)
 
+    def save(self) -> PicState:
+        return self.state.snapshot()
+
     def restore(self, state: PicState) -> None:
-        self.state = state
+        if not isinstance(state, PicState):
+            raise StateError(f"{self.kind}/{self.id}: expected a PicState, got {type(state).__name__}")
+        self.state.fill(state, f"{self.kind}/{self.id}")
         self._drive_output(force=True)
 
     # IRQ lines (the sink side) ------------------------------------------------------
@@ -239,16 +302,22 @@ class PicPair(Device):
 
     # guest access ------------------------------------------------------------------
     def _read_master(self, offset: int, size: int) -> int:
-        return self._read(MASTER, offset)
+        value = self._read(MASTER, offset)
+        self.state.sync_mode(MASTER)
+        return value
 
     def _write_master(self, offset: int, size: int, value: int) -> None:
         self._write(MASTER, offset, value & 0xFF)
+        self.state.sync_mode(MASTER)
 
     def _read_slave(self, offset: int, size: int) -> int:
-        return self._read(SLAVE, offset)
+        value = self._read(SLAVE, offset)
+        self.state.sync_mode(SLAVE)
+        return value
 
     def _write_slave(self, offset: int, size: int, value: int) -> None:
         self._write(SLAVE, offset, value & 0xFF)
+        self.state.sync_mode(SLAVE)
 
     def _read(self, chip: int, offset: int) -> int:
         s = self.state
