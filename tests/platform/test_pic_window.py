@@ -97,7 +97,11 @@ def test_save_and_restore_keep_the_block_and_check_the_image(pc):
     saved.imr = [0x12, 0x34]
     pc.pic.restore(saved)
     assert ctypes.addressof(pc.pic.state) == address and pc.inb(0xA1) == 0x34
-    saved.irr = [300, 0]
     from pyv86.errors import StateError
+    with pytest.raises(ValueError, match="irr must be two bytes"):
+        saved.irr = [300, 0]          # what reading a state image checks, before restoring
+    saved.irr[0] = 300                # (changed in place: past the field check)
+    saved.imr = [0x56, 0x78]
     with pytest.raises(StateError, match="irr must be two bytes"):
         pc.pic.restore(saved)
+    assert pc.inb(0xA1) == 0x34       # nothing of the bad state was installed

@@ -69,29 +69,41 @@ def _pair(value: int = 0) -> list[int]:
     return [value, value]
 
 
+def _two_bytes(_inst: object, attribute: attrs.Attribute, values: object) -> None:
+    """Each register is a byte per chip (checked when a state image is read, before
+    anything is restored)."""
+    if (not isinstance(values, (list, tuple)) or len(values) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 0xFF for v in values)):
+        raise ValueError(f"{attribute.name} must be two bytes, got {values!r:.40}")
+
+
+def _pair_field(value: int = 0) -> list[int]:
+    return attrs.field(factory=lambda: _pair(value), validator=_two_bytes)
+
+
 @attrs.define
 class PicState:
     """Registers of both chips (index 0 master, 1 slave) with datasheet names."""
 
     VERSION: ClassVar[int] = 1
-    irr: list[int] = attrs.field(factory=_pair)
-    isr: list[int] = attrs.field(factory=_pair)
-    imr: list[int] = attrs.field(factory=_pair)
-    elcr: list[int] = attrs.field(factory=_pair)
-    input_level: list[int] = attrs.field(factory=_pair)    # current level of each input pin
-    vector_base: list[int] = attrs.field(factory=_pair)    # ICW2 & 0xF8
-    icw3: list[int] = attrs.field(factory=_pair)
-    init_step: list[int] = attrs.field(factory=_pair)      # 0 ready, 2..4 expecting ICWn
-    icw4_needed: list[int] = attrs.field(factory=_pair)
-    single: list[int] = attrs.field(factory=_pair)
-    ltim: list[int] = attrs.field(factory=_pair)           # ICW1 bit 3: all inputs level
-    auto_eoi: list[int] = attrs.field(factory=_pair)
-    rotate_on_aeoi: list[int] = attrs.field(factory=_pair)
-    sfnm: list[int] = attrs.field(factory=_pair)           # special fully nested mode
-    lowest_priority: list[int] = attrs.field(factory=lambda: [7, 7])  # IR with lowest priority
-    read_isr: list[int] = attrs.field(factory=_pair)       # OCW3 RR/RIS: 1 = read ISR
-    poll: list[int] = attrs.field(factory=_pair)
-    special_mask: list[int] = attrs.field(factory=_pair)
+    irr: list[int] = _pair_field()
+    isr: list[int] = _pair_field()
+    imr: list[int] = _pair_field()
+    elcr: list[int] = _pair_field()
+    input_level: list[int] = _pair_field()    # current level of each input pin
+    vector_base: list[int] = _pair_field()    # ICW2 & 0xF8
+    icw3: list[int] = _pair_field()
+    init_step: list[int] = _pair_field()      # 0 ready, 2..4 expecting ICWn
+    icw4_needed: list[int] = _pair_field()
+    single: list[int] = _pair_field()
+    ltim: list[int] = _pair_field()           # ICW1 bit 3: all inputs level
+    auto_eoi: list[int] = _pair_field()
+    rotate_on_aeoi: list[int] = _pair_field()
+    sfnm: list[int] = _pair_field()           # special fully nested mode
+    lowest_priority: list[int] = _pair_field(7)  # IR with lowest priority
+    read_isr: list[int] = _pair_field()       # OCW3 RR/RIS: 1 = read ISR
+    poll: list[int] = _pair_field()
+    special_mask: list[int] = _pair_field()
     intr: bool = False
 
 
@@ -108,12 +120,15 @@ class PicRegisters(ctypes.Structure):
         ("intr", ctypes.c_bool), ("mode", ctypes.c_uint8 * 2)]
 
     def fill(self, state: PicState, where: str = "i8259") -> None:
+        """Copy ``state`` in (all of it checked first: a bad one changes nothing)."""
+        fields = attrs.fields_dict(PicState)
         for name in _PAIRS:
-            values = getattr(state, name)
-            if (not isinstance(values, (list, tuple)) or len(values) != 2
-                    or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 0xFF for v in values)):
-                raise StateError(f"{where}: {name} must be two bytes, got {values!r:.40}")
-            getattr(self, name)[:] = values
+            try:
+                _two_bytes(state, fields[name], getattr(state, name))
+            except ValueError as exc:
+                raise StateError(f"{where}: {exc}") from None
+        for name in _PAIRS:
+            getattr(self, name)[:] = getattr(state, name)
         self.intr = bool(state.intr)
         for chip in (MASTER, SLAVE):
             self.sync_mode(chip)
