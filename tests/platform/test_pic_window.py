@@ -8,12 +8,11 @@ import random
 
 import pytest
 
-from pyv86.platform.pic import SLAVE, PicRegisters
+from pyv86.platform.pic import SLAVE, _byte
 
 
 def block(pc) -> bytes:
-    s = pc.pic.state
-    return ctypes.string_at(ctypes.addressof(s), ctypes.sizeof(s))
+    return bytes(pc.pic.state.block)
 
 
 def random_state(pc, rng: random.Random) -> None:
@@ -66,7 +65,7 @@ def test_served_mask_accesses_are_what_the_pic_does(make_pc, seed):
 
 def test_mask_writes_are_served_only_while_nothing_unmasked_is_pending(pc):
     pc.init_pics()
-    window, imr = pc.pic.slave_window, PicRegisters.imr.offset + SLAVE
+    window, imr = pc.pic.slave_window, _byte("imr", SLAVE)
     assert window.served_write(block(pc), imr, 0x04) == 0x04         # nothing pending
     pc.machine.irqs[10].source("nic").set(True)                        # slave input 2 pending
     assert window.served_write(block(pc), imr, 0x01) is None          # it stays unmasked: not idle
@@ -91,12 +90,12 @@ def test_initialisation_and_poll_mode_leave_the_mask_port_to_the_pic(pc):
 
 def test_save_and_restore_keep_the_block_and_check_the_image(pc):
     pc.init_pics()
-    address = ctypes.addressof(pc.pic.state)
+    address = ctypes.addressof(pc.pic.state.block)
     saved = pc.pic.save()
     assert saved.imr == [0, 0] and saved is not pc.pic.save()
     saved.imr = [0x12, 0x34]
     pc.pic.restore(saved)
-    assert ctypes.addressof(pc.pic.state) == address and pc.inb(0xA1) == 0x34
+    assert ctypes.addressof(pc.pic.state.block) == address and pc.inb(0xA1) == 0x34
     from pyv86.errors import StateError
     with pytest.raises(ValueError, match="irr must be two bytes"):
         saved.irr = [300, 0]          # what reading a state image checks, before restoring
