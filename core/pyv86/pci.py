@@ -207,10 +207,10 @@ class PciFunction:
             if target is not None:
                 bus = self.bus.ports if bar.io else self.bus.mmio
                 try:
-                    strings = ({"read_string": bar.read_string, "write_string": bar.write_string,
+                    io_only = ({"read_string": bar.read_string, "write_string": bar.write_string,
                                 "window": bar.window} if bar.io else {})
                     bar.region = bus.map(target, bar.size, bar.read, bar.write, self,
-                                         name=bar.name, sizes=bar.sizes, **strings)
+                                         name=bar.name, sizes=bar.sizes, **io_only)
                     bar.mapped_at = target
                 except ValueError as exc:
                     log.warning("%s: BAR%d at %#x not decoded: %s", self.name, bar.index, target, exc)

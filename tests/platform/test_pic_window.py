@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from pyv86.platform.pic import SLAVE, _byte
+from pyv86.platform.pic import IMR, SLAVE
 
 
 def block(pc) -> bytes:
@@ -65,7 +65,7 @@ def test_served_mask_accesses_are_what_the_pic_does(make_pc, seed):
 
 def test_mask_writes_are_served_only_while_nothing_unmasked_is_pending(pc):
     pc.init_pics()
-    window, imr = pc.pic.slave_window, _byte("imr", SLAVE)
+    window, imr = pc.pic.slave_window, IMR + SLAVE
     assert window.served_write(block(pc), imr, 0x04) == 0x04         # nothing pending
     pc.machine.irqs[10].source("nic").set(True)                        # slave input 2 pending
     assert window.served_write(block(pc), imr, 0x01) is None          # it stays unmasked: not idle

@@ -50,7 +50,7 @@ class PortBus:
 
     # -- register windows ---------------------------------------------------------
     def serve_windows(self, sink: Callable[[list[tuple[int, RegisterWindow]]], None] | None,
-                      limit: int = 2) -> None:
+                      limit: int) -> None:
         """Tell ``sink(windows)`` (the CPU's ``set_port_windows``) which register windows to
         serve, as ``(base, window)`` pairs, now and whenever a region with one is mapped or
         unmapped: the ``limit`` lowest-addressed ones (none while a trace is set)."""

@@ -149,7 +149,7 @@ _FIELDS: list[tuple[str, str, int]] = [
     # an interrupt status/enable pair (output = status & (enable ^ enable_xor) & irq_bits
     # != 0): a write to either is served only while the output stays as it was (idle_only:
     # stays 0); status bits are write-1-to-clear
-    ("pwin_status", "u4", PORT_WINDOWS),   # byte of the status register (no pair: 0, bits 0)
+    ("pwin_status", "u4", PORT_WINDOWS),   # byte of the status register (no pair: 0x100, bits 0)
     ("pwin_enable", "u4", PORT_WINDOWS),   # byte of the enable register
     ("pwin_irq_bits", "u4", PORT_WINDOWS),
     ("pwin_enable_xor", "u4", PORT_WINDOWS),

@@ -13,10 +13,11 @@ line through the ELCR registers at 0x4D0/0x4D1, or all lines with ICW1.LTIM), sp
 IRQ 7 / 15 when the request went away before INTA. The ELCR power-on value is a config
 option (default IRQ 10 and 11 level-triggered: the PCI interrupts the PIIX3 routes).
 
-State keeps per-chip registers in two-element arrays (index 0 master, 1 slave). The live
-registers are a ctypes block (:class:`PicRegisters`) so that the CPU can serve the slave's
-mask register itself (a register window, :mod:`pyv86.bus.window`): Linux masks and unmasks
-a PCI interrupt around every interrupt it handles and lib8390 around every transmission.
+State keeps per-chip registers in two-element lists (index 0 master, 1 slave). The live
+IRR, IMR and a mode byte sit in a bytearray shared with a ctypes block
+(:class:`PicRegisters`) so that the CPU can serve the slave's mask register itself (a
+register window, :mod:`pyv86.bus.window`): Linux masks and unmasks a PCI interrupt around
+every interrupt it handles and lib8390 around every transmission.
 """
 from __future__ import annotations
 
@@ -113,7 +114,7 @@ _PAIRS = tuple(f.name for f in attrs.fields(PicState) if f.name != "intr")
 _BYTES = ("irr", "imr", "mode")
 """The registers in the block the CPU reads (the rest are Python lists)."""
 IRR, IMR, MODE = (2 * _BYTES.index(name) for name in _BYTES)
-"""Offsets in :attr:`PicRegisters.regs` (add the chip: 0 master, 1 slave)."""
+"""Offsets in :attr:`PicRegisters.regs`, the CPU's block (add the chip: 0 master, 1 slave)."""
 
 
 class PicRegisters:
@@ -173,17 +174,12 @@ class PicRegisters:
         return PicState(**{name: list(getattr(self, name)) for name in _PAIRS}, intr=bool(self.intr))
 
 
-def _byte(name: str, chip: int) -> int:
-    """Where register ``name`` (IRR, IMR or mode) of ``chip`` is in :attr:`PicRegisters.block`."""
-    return 2 * _BYTES.index(name) + chip
-
-
-SLAVE_WINDOW_READS = {(0, 1): _byte("imr", SLAVE)}
-SLAVE_WINDOW_WRITES = {(0, 1): _byte("imr", SLAVE)}
+SLAVE_WINDOW_READS = {(0, 1): IMR + SLAVE}
+SLAVE_WINDOW_WRITES = {(0, 1): IMR + SLAVE}
 # The slave's mask register (0xA1) is served by the CPU while the slave is in mode 0; a
 # mask write only while no unmasked request is pending before and after it (then neither
 # chip's output can change: priority and in-service do not matter).
-SLAVE_INTERRUPT = InterruptPair(status=_byte("irr", SLAVE), enable=_byte("imr", SLAVE), clear_bits=0,
+SLAVE_INTERRUPT = InterruptPair(status=IRR + SLAVE, enable=IMR + SLAVE, clear_bits=0,
                                 enable_is_mask=True, idle_only=True)
 
 
@@ -200,7 +196,7 @@ class PicPair(Device):
         self.state = PicRegisters()  # type: ignore[assignment]
         self.state.fill(self._power_on())
         self.slave_window = RegisterWindow(self.state.block, SLAVE_WINDOW_READS, SLAVE_WINDOW_WRITES, length=2,
-                                           bank_offset=_byte("mode", SLAVE), bank_mask=1,
+                                           bank_offset=MODE + SLAVE, bank_mask=1,
                                            interrupt=SLAVE_INTERRUPT)
 
     def realize(self, machine) -> None:  # type: ignore[override]
