@@ -57,6 +57,10 @@ def qemu_sh(q: QemuGuest, command: str, timeout: float = 120) -> str:
     return out
 
 
+DATA_SEGMENTS = -(-256 * 1024 // 1460)  # frames pyv86 must send: 256 KiB at most 1460 per segment
+SOME_ACKS = 20  # frames QEMU must send back: pings and ACKs, however it paces them
+
+
 def links(mode: str, relay: Any = None) -> tuple[str, str]:
     """(pyv86 netdev URL, QEMU -netdev spec) for one way of joining them."""
     if mode == "relay":
@@ -120,8 +124,12 @@ def test_pyv86_and_qemu_guests_talk_over_qemus_socket_netdevs(module_guests: Any
         if mode == "relay":
             ports = request.getfixturevalue("relay").stats["ports"]
             assert sorted(p["wire"] for p in ports) == ["qemu-stream", "ws"], ports
-            assert all(p["rx_frames"] > 100 for p in ports), ports
+            by_wire = {p["wire"]: p for p in ports}
+            # the data frames from pyv86 are counted exactly; the ACKs coming back depend on
+            # the receiver's delayed ACKs and its pacing, so only some are required
+            assert by_wire["ws"]["rx_frames"] >= DATA_SEGMENTS, ports
+            assert by_wire["qemu-stream"]["rx_frames"] >= SOME_ACKS, ports
             return
         stats = backend.stats
-        assert stats["rx_frames"] > 100 and stats["tx_frames"] > 180, stats
+        assert stats["tx_frames"] >= DATA_SEGMENTS and stats["rx_frames"] >= SOME_ACKS, stats
         assert stats["rx_runt"] == stats["rx_oversize"] == 0, stats
