@@ -85,11 +85,15 @@ class PortBus:
         ``read_string``/``write_string`` optionally serve a whole ``rep ins``/``rep outs``
         in one call (a NIC's data port); without them a string access is a loop of
         ordinary accesses. ``window`` lists byte registers at the start of the region
-        that the CPU may serve without calling ``read``/``write`` (:mod:`pyv86.bus.window`).
+        that the CPU may serve without calling ``read``/``write``, and perhaps a data port
+        it may stream itself (:mod:`pyv86.bus.window`).
         """
         if window is not None and window.length > length:
             raise ValueError(f"{name or owner_name(owner)}: register window of {window.length} ports "
                              f"is longer than the region ({length})")
+        if window is not None and window.data_port is not None and window.data_port.offset + 4 > length:
+            raise ValueError(f"{name or owner_name(owner)}: data port at offset {window.data_port.offset:#x} "
+                             f"(accesses up to 4 bytes) is outside the region ({length} ports)")
         if length <= 0 or base < 0 or base + length > PORT_COUNT:
             raise ValueError(f"port range {base:#x}+{length:#x} is outside 0..0xffff")
         for port in range(base, base + length):

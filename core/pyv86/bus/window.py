@@ -27,6 +27,15 @@ natively only when the interrupt output stays as it was (both before and after l
 both high), so the device would not have moved its interrupt line either. Status writes
 with a bit of ``status_exits`` (bits whose acknowledgement does more) and enable writes
 with a bit outside ``enable_bits`` (bits the device would mask off) go to the device.
+
+Some devices also stream a block of their own memory through one port (the DP8390's
+remote DMA): each access moves the bytes at a running address register, advances it and
+counts down a byte-count register, and reaching zero sets a "done" bit in the status byte.
+A :class:`DataPort` describes that port; the CPU then moves whole ``rep ins``/``rep outs``
+chunks and single accesses between guest memory and the device's memory itself, while the
+access stays inside the memory and the count and does not move the interrupt line. The
+commands that start such a transfer only store the command byte when the count is not zero
+(``DataPort.start_commands``), and are served then as a bank change is.
 """
 from __future__ import annotations
 
@@ -34,6 +43,8 @@ import ctypes
 from typing import Any, Mapping
 
 from attrs import define, field
+
+from pyv86.cpu.state import DATA_PORT_COMMANDS, NO_DATA_PORT
 
 BANKS = 4
 WINDOW_PORTS = 16
@@ -68,6 +79,81 @@ class InterruptPair:
 
 
 @define(frozen=True, eq=False)
+class DataPort:
+    """A port that streams the device's memory (see the module docstring): an access of
+    ``n`` bytes at the port moves ``n`` bytes of device memory at the 16-bit address in
+    block bytes ``address``..+1, adds ``n`` to that address and subtracts it from the
+    16-bit count at ``count``..+1; the count reaching zero sets ``done_bit`` in the status
+    byte of the window's interrupt pair."""
+
+    offset: int
+    """The port, as an offset from the region's base (0..255)."""
+    memory: Any
+    """A ctypes object holding the device memory the port streams; it must not move or be freed."""
+    memory_start: int
+    """The device address of ``memory``'s first byte."""
+    address: int
+    count: int
+    end_page: int
+    """Block byte whose value * 256 bounds the served accesses (they end below it): the
+    device wraps there (the DP8390's PSTOP), which the device itself handles."""
+    done_bit: int
+    word_mode: tuple[int, int] = (0, 0)
+    """(block byte, bit): while the bit is set the address is first made even, and byte
+    accesses go to the device (the DP8390 moves a word for each)."""
+    start_commands: tuple[tuple[int, int], ...] = ()
+    """New values of the bank-select byte, as ``(mask, value)`` pairs, that start a transfer:
+    served (like a bank change, with the same ``bank_write_old`` rule) while the count is
+    not zero, when the device only stores them."""
+    memory_size: int = field(init=False)
+    memory_address: int = field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "memory_size", ctypes.sizeof(self.memory))
+        object.__setattr__(self, "memory_address", ctypes.addressof(self.memory))
+        if not 0 <= self.offset <= 0xFF:
+            raise ValueError(f"data port offset {self.offset:#x} is not 0..0xff")
+        if not (0 <= self.memory_start and self.memory_start + self.memory_size <= 0x10000):
+            raise ValueError(f"device memory {self.memory_start:#x}+{self.memory_size:#x} is not in 16-bit addresses")
+        if not 0 < self.done_bit <= 0xFF or self.done_bit & (self.done_bit - 1):
+            raise ValueError(f"done bit {self.done_bit:#x} is not one bit of a byte")
+        for rule in self.start_commands:
+            if len(rule) != 2 or not all(0 <= x <= 0xFF for x in rule) or rule[1] & ~rule[0]:
+                raise ValueError(f"start command rule {rule!r} is not a (mask, value) pair of bytes")
+        if len(self.start_commands) > DATA_PORT_COMMANDS:
+            raise ValueError(f"at most {DATA_PORT_COMMANDS} start command rules, not {len(self.start_commands)}")
+
+    def served_transfer(self, block: bytearray, interrupt: InterruptPair, size: int, units: int) -> int | None:
+        """The offset in :attr:`memory` where a guest access of ``units`` elements of
+        ``size`` bytes at the port starts, with the address, count and status updated in
+        ``block``; or None (``block`` untouched) when the CPU leaves it to the device. The
+        CPU's code follows this (``Emitter.data_port``)."""
+        address = block[self.address] | block[self.address + 1] << 8
+        byte, bit = self.word_mode
+        if block[byte] & bit:
+            if size == 1:
+                return None
+            address &= 0xFFFE
+        n = size * units
+        remaining = block[self.count] | block[self.count + 1] << 8
+        limit = min(block[self.end_page] << 8, self.memory_start + self.memory_size)
+        if not (self.memory_start <= address and address + n < limit and 0 < n <= remaining):
+            return None
+        status, enable = block[interrupt.status], block[interrupt.enable]
+        new_status = status | self.done_bit if n == remaining else status
+        if interrupt.output(status, enable) != interrupt.output(new_status, enable):
+            return None
+        end, left = address + n, remaining - n
+        block[self.address:self.address + 2] = end.to_bytes(2, "little")
+        block[self.count:self.count + 2] = left.to_bytes(2, "little")
+        block[interrupt.status] = new_status
+        return address - self.memory_start
+
+    def count_is_zero(self, block: bytes) -> bool:
+        return not (block[self.count] | block[self.count + 1])
+
+
+@define(frozen=True, eq=False)
 class RegisterWindow:
     """Which byte registers of a port range the CPU serves from ``block``."""
 
@@ -85,6 +171,7 @@ class RegisterWindow:
     bank_write_old: tuple[int, int] = (0, 0)
     bank_write_keeps: int = 0
     interrupt: InterruptPair | None = None
+    data_port: DataPort | None = None
     address: int = field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -119,6 +206,22 @@ class RegisterWindow:
                 if not 0 <= byte < min(size, NOT_SERVED):
                     raise ValueError(f"{kind} register (bank {bank}, offset {offset:#x}) -> byte {byte} "
                                      f"is outside the {size}-byte block")
+        port = self.data_port
+        if port is not None:
+            if irq is None:
+                raise ValueError("a data port sets its done bit in an interrupt pair's status: name the pair")
+            taken = {irq.status, irq.enable, self.bank_offset}
+            for name in ("address", "count"):
+                byte = getattr(port, name)
+                if not 0 <= byte < size - 1 or {byte, byte + 1} & taken:
+                    raise ValueError(f"data port {name} bytes {byte}..{byte + 1} are outside the block "
+                                     f"or overlap the status, enable or bank-select byte")
+            if not 0 <= port.end_page < size or not 0 <= port.word_mode[0] < size:
+                raise ValueError("data port end page or word-mode byte is outside the block")
+            if not 0 <= port.word_mode[1] <= 0xFF:
+                raise ValueError(f"word-mode bit {port.word_mode[1]:#x} is not a byte mask")
+            if port.start_commands and not self.bank_mask:
+                raise ValueError("data port start commands are writes of the bank-select byte: the window has none")
         object.__setattr__(self, "address", ctypes.addressof(self.block))
 
     def served_write(self, block: bytes, byte: int, value: int) -> int | None:
@@ -130,7 +233,9 @@ class RegisterWindow:
         stored = new
         if self.bank_mask and byte == self.bank_offset:
             (new_mask, new_value), (old_mask, old_value) = self.bank_write_new, self.bank_write_old
-            if new & new_mask != new_value or old & old_mask != old_value:
+            starts = self.data_port is not None and not self.data_port.count_is_zero(block) and any(
+                new & mask == value for mask, value in self.data_port.start_commands)
+            if (new & new_mask != new_value and not starts) or old & old_mask != old_value:
                 return None
             stored = new & ~self.bank_write_keeps | old & self.bank_write_keeps
         irq = self.interrupt
@@ -169,7 +274,23 @@ class RegisterWindow:
             "pwin_clear_bits": 0 if irq is None else irq.clear_bits,
             "pwin_status_exits": 0 if irq is None else irq.status_exits,
             "pwin_enable_bits": 0 if irq is None else irq.enable_bits,
+            **self._data_port_fields(),
         }
+
+    def _data_port_fields(self) -> dict[str, Any]:
+        port = self.data_port
+        if port is None:
+            return {"pwin_dport": NO_DATA_PORT, "pwin_dmem": 0, "pwin_dmem_start": 0, "pwin_dmem_end": 0,
+                    "pwin_daddr": 0, "pwin_dcount": 0, "pwin_dend": 0, "pwin_dword": 0, "pwin_dword_bit": 0,
+                    "pwin_ddone": 0, "pwin_cmd_mask": [0xFF] * DATA_PORT_COMMANDS,
+                    "pwin_cmd_value": [0x100] * DATA_PORT_COMMANDS}
+        rules = list(port.start_commands) + [(0xFF, 0x100)] * (DATA_PORT_COMMANDS - len(port.start_commands))
+        return {"pwin_dport": port.offset, "pwin_dmem": port.memory_address,
+                "pwin_dmem_start": port.memory_start, "pwin_dmem_end": port.memory_start + port.memory_size,
+                "pwin_daddr": port.address, "pwin_dcount": port.count, "pwin_dend": port.end_page,
+                "pwin_dword": port.word_mode[0], "pwin_dword_bit": port.word_mode[1],
+                "pwin_ddone": port.done_bit,
+                "pwin_cmd_mask": [mask for mask, _ in rules], "pwin_cmd_value": [value for _, value in rules]}
 
     def tables(self) -> tuple[bytes, bytes]:
         """The CPU's lookup tables: ``bank << 4 | offset`` -> byte, 0xFF where the device serves."""

@@ -183,12 +183,16 @@ class CPU:
     def _install_port_windows(self) -> None:
         st = self.state
         st["pwin_len"] = 0
+        st["pwin_dport"] = S.NO_DATA_PORT
         for i, (base, window) in enumerate(self._port_windows):
             reads, writes = window.tables()
             st["pwin_rmap"][i * 64:(i + 1) * 64] = np.frombuffer(reads, dtype=np.uint8)
             st["pwin_wmap"][i * 64:(i + 1) * 64] = np.frombuffer(writes, dtype=np.uint8)
             for field, value in window.native_fields().items():
-                st[field][i] = value
+                if isinstance(value, list):   # several entries per window
+                    st[field][i * len(value):(i + 1) * len(value)] = value
+                else:
+                    st[field][i] = value
             st["pwin_base"][i] = base
             st["pwin_len"][i] = window.length
 

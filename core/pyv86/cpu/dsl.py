@@ -415,29 +415,109 @@ class Emitter:
         block = self.b.inttoptr(self.sget("pwin_block", w).v, I8P)
         return self.b.gep(block, [(byte.zx(32) & 0xFF).zx(64).v])
 
+    def data_port(self, port: V, size: int, units: V, allowed: V | None = None) -> tuple[V, V]:
+        """(served, pointer): when ``port`` is a register window's data port and the rule of
+        ``DataPort.served_transfer`` (the same rule in Python) lets the CPU move ``units``
+        elements of ``size`` bytes there (and ``allowed``, if given, is true), its address,
+        count and status are updated and
+        ``pointer`` (an i8* as 64 bits) is where in the device's memory the bytes go or come
+        from; the caller moves them. Otherwise nothing changes and served is 0."""
+        which = self.var(32, 0)
+        found = self.var(1, 0)
+        for i in reversed(range(S.PORT_WINDOWS)):      # the lower index wins an overlap
+            here = (port - self.sget("pwin_base", i)).eq(self.sget("pwin_dport", i))
+            with self.if_(here & self.sget("pwin_len", i).ne(0)):
+                which.set(self.c(i))
+                found.set(1)
+        served = self.var(1, 0)
+        where = self.var(64, 0)
+        with self.if_(found.get()):
+            w = which.get()
+
+            def get(name):
+                return self.sget(name, w)
+
+            def byte_at(field):
+                return V(self, self.b.load(self._window_byte(w, get(field)))).zx(32)
+
+            def word_ptr(field):
+                return self.b.bitcast(self._window_byte(w, get(field)), I16.as_pointer())
+
+            address = V(self, self.b.load(word_ptr("pwin_daddr"), align=1)).zx(32)
+            remaining = V(self, self.b.load(word_ptr("pwin_dcount"), align=1)).zx(32)
+            word = (byte_at("pwin_dword") & get("pwin_dword_bit")).ne(0)
+            address = self.sel(word, address & 0xFFFE, address)
+            n = units * size
+            end = address + n
+            limit = byte_at("pwin_dend") << 8
+            limit = self.sel(limit.ult(get("pwin_dmem_end")), limit, get("pwin_dmem_end"))
+            ok = (address.uge(get("pwin_dmem_start")) & end.ult(limit) & n.ne(0)
+                  & n.ule(remaining))
+            if size == 1:
+                ok = ok & ~word
+            if allowed is not None:
+                ok = ok & allowed
+            status, enable = byte_at("pwin_status"), byte_at("pwin_enable")
+            done = n.eq(remaining)
+            new_status = self.sel(done, status | get("pwin_ddone"), status)
+            flip, bits = get("pwin_enable_xor"), get("pwin_irq_bits")
+            moved = (status & (enable ^ flip) & bits).ne(0).ne((new_status & (enable ^ flip) & bits).ne(0))
+            with self.if_(ok & ~moved, likely=True):
+                self.b.store(end.tr(16).v, word_ptr("pwin_daddr"), align=1)
+                self.b.store((remaining - n).tr(16).v, word_ptr("pwin_dcount"), align=1)
+                self.b.store(new_status.tr(8).v, self._window_byte(w, get("pwin_status")))
+                where.set(get("pwin_dmem") + (address - get("pwin_dmem_start")).zx(64))
+                served.set(1)
+        return served.get(), where.get()
+
+    def _device_memory(self, where: V, size: int):
+        return self.b.inttoptr(where.v, ir.IntType(size * 8).as_pointer())
+
     def port_in(self, port: V, nbytes: int) -> V:
         """A guest ``in``: a byte register of a register window (``CPU.set_port_windows``)
-        is read here; anything else is a host callback. Returns 32 bits."""
+        is read here, and a window's data port streams its device memory here
+        (:meth:`data_port`); anything else is a host callback. Returns 32 bits."""
         if nbytes != 1:
-            return self.callback(CB_PORT_READ, port, nbytes).tr(32)
+            out = self.var(32, 0)
+            served, where = self.data_port(port, nbytes, self.c(1))
+            with self.if_else(served, likely=True) as (native, host):
+                with native:
+                    out.set(V(self, self.b.load(self._device_memory(where, nbytes), align=1)).zx(32))
+                with host:
+                    out.set(self.callback(CB_PORT_READ, port, nbytes).tr(32))
+            return out.get()
         w, slot = self._window_slot(port, "pwin_rmap")
         out = self.var(32, 0)
-        with self.if_else(slot.ne(0xFF), likely=True) as (native, host):
+        with self.if_else(slot.ne(0xFF), likely=True) as (native, other):
             with native:
                 out.set(V(self, self.b.load(self._window_byte(w, slot))).zx(32))
-            with host:
-                out.set(self.callback(CB_PORT_READ, port, nbytes).tr(32))
+            with other:
+                served, where = self.data_port(port, 1, self.c(1))
+                with self.if_else(served) as (stream, host):
+                    with stream:
+                        out.set(V(self, self.b.load(self._device_memory(where, 1))).zx(32))
+                    with host:
+                        out.set(self.callback(CB_PORT_READ, port, nbytes).tr(32))
         return out.get()
 
     def port_out(self, port: V, nbytes: int, value: V) -> None:
         """A guest ``out`` (``value``: 32 bits): a byte register of a register window is
         stored here when the window's rules allow it (``RegisterWindow.served_write`` is
         the same rule in Python); anything else is a host callback."""
-        if nbytes != 1:
-            self.callback(CB_PORT_WRITE, port, nbytes, value)
-            return
-        w, slot = self._window_slot(port, "pwin_wmap")
         done = self.var(1, 0)
+        if nbytes == 1:
+            self._window_write(port, value, done)
+        with self.if_(done.get().eq(0)):
+            served, where = self.data_port(port, nbytes, self.c(1))
+            with self.if_else(served, likely=True) as (stream, host):
+                with stream:
+                    self.b.store(value.tr(nbytes * 8).v, self._device_memory(where, nbytes), align=1)
+                with host:
+                    self.callback(CB_PORT_WRITE, port, nbytes, value)
+
+    def _window_write(self, port: V, value: V, done: V) -> None:
+        """A byte write served from a register window's block, setting ``done``."""
+        w, slot = self._window_slot(port, "pwin_wmap")
         with self.if_(slot.ne(0xFF), likely=True):
             def get(name):
                 return self.sget(name, w)
@@ -451,7 +531,17 @@ class Emitter:
             keep = self.sel(is_bank, get("pwin_keep_mask"), 0)
             stored = self.sel(is_status, old & ~(new & get("pwin_clear_bits")),
                               (new & ~keep) | (old & keep))
-            bank_refused = (((new & get("pwin_new_mask")).ne(get("pwin_new_value")))
+            # ... or a data port's start command, while its count is not zero (a window
+            # without a data port has value 0x100 in both pairs: never a match)
+            command = self.c(0, 1)
+            for j in range(S.DATA_PORT_COMMANDS):
+                rule = w * S.DATA_PORT_COMMANDS + j
+                command = command | (new & self.sget("pwin_cmd_mask", rule)).eq(self.sget("pwin_cmd_value", rule))
+            starts = self.var(1, 0)
+            with self.if_(is_bank & command):   # (only then is there a count to read)
+                count = self.b.bitcast(self._window_byte(w, get("pwin_dcount")), I16.as_pointer())
+                starts.set(V(self, self.b.load(count, align=1)).ne(0))
+            bank_refused = (((new & get("pwin_new_mask")).ne(get("pwin_new_value")) & ~starts.get())
                             | ((old & get("pwin_old_mask")).ne(get("pwin_old_value"))))
             # the interrupt output before and after (no pair: bits 0, output 0); with
             # enable_xor 0xFF the enable byte is a mask (set bits disable)
@@ -469,8 +559,6 @@ class Emitter:
             with self.if_(~refused):
                 self.b.store(stored.tr(8).v, p)
                 done.set(1)
-        with self.if_(done.get().eq(0)):
-            self.callback(CB_PORT_WRITE, port, nbytes, value)
 
     # ------------------------------------------------------------ registers
     def reg(self, num, size=32) -> V:

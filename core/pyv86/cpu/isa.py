@@ -1418,7 +1418,21 @@ def _io_chunk(I, kind, size, nb, one, it):
                     port = e.reg(2, 16).zx(32)
                     ptr = e.b.gep(e.ram, [phys.zx(64).v], inbounds=True)
                     pint = V(e, e.b.ptrtoint(ptr, ir.IntType(64)))
-                    e.callback(CB_PORT_READ_STR if kind == "ins" else CB_PORT_WRITE_STR, port, nb, k, pint)
+                    # a register window's data port streams device memory natively; a page
+                    # holding translated code has no write entry in the TLB, so an ins into
+                    # it goes to the host, which tells the JIT
+                    writable = e._tlb_hit(lin, 8, kind_w)[0] if kind == "ins" else None
+                    served, where = e.data_port(port, nb, k, allowed=writable)
+                    with e.if_else(served, likely=True) as (stream, host):
+                        with stream:
+                            device = e.b.inttoptr(where.v, ptr.type)
+                            dst, src = (ptr, device) if kind == "ins" else (device, ptr)
+                            move = e.b.module.declare_intrinsic(
+                                "llvm.memmove", [dst.type, src.type, ir.IntType(64)])
+                            e.b.call(move, [dst, src, (k * nb).zx(64).v, ir.Constant(ir.IntType(1), 0)])
+                        with host:
+                            e.callback(CB_PORT_READ_STR if kind == "ins" else CB_PORT_WRITE_STR,
+                                       port, nb, k, pint)
                     e.set_reg(r, e.reg(r) + k * nb)
                     e.set_reg(1, cnt - k)
                 with o2:

@@ -28,6 +28,8 @@ TLB_KINDS = 4
 JIT_TABLE_BITS = 16
 JIT_TABLE_SIZE = 1 << JIT_TABLE_BITS
 PORT_WINDOWS = 2  # register windows the CPU serves at once (CPU.set_port_windows)
+DATA_PORT_COMMANDS = 2  # start-command rules per data port (pyv86.bus.window.DataPort)
+NO_DATA_PORT = 0x10000  # pwin_dport of a window without one: no port offset (port - base) equals it
 JIT_WAYS = 2
 JIT_ENTRY_SIZE = 32
 JIT_REQ_CAP = 256
@@ -157,6 +159,25 @@ _FIELDS: list[tuple[str, str, int]] = [
     ("pwin_clear_bits", "u4", PORT_WINDOWS),   # status bits a written 1 clears
     ("pwin_status_exits", "u4", PORT_WINDOWS),  # a status write with any of these goes to the host
     ("pwin_enable_bits", "u4", PORT_WINDOWS),  # an enable write with a bit outside these goes to the host
+    # a data port (bus.window.DataPort) streaming device memory [dmem_start, dmem_end) from
+    # host address dmem: 16-bit address and count at block bytes daddr/dcount; accesses end
+    # below block[dend] * 256; while block[dword] & dword_bit the address is made even and
+    # byte accesses go to the host; the count reaching 0 sets ddone in the status byte.
+    # dport: the port's offset from base (0xFFFFFFFF: none). A bank-select write matching
+    # one of the cmd_mask/cmd_value pairs is served like a bank change while the count is
+    # not zero (value 0x100: an unused pair)
+    ("pwin_dport", "u4", PORT_WINDOWS),
+    ("pwin_dmem", "u8", PORT_WINDOWS),
+    ("pwin_dmem_start", "u4", PORT_WINDOWS),
+    ("pwin_dmem_end", "u4", PORT_WINDOWS),
+    ("pwin_daddr", "u4", PORT_WINDOWS),
+    ("pwin_dcount", "u4", PORT_WINDOWS),
+    ("pwin_dend", "u4", PORT_WINDOWS),
+    ("pwin_dword", "u4", PORT_WINDOWS),
+    ("pwin_dword_bit", "u4", PORT_WINDOWS),
+    ("pwin_ddone", "u4", PORT_WINDOWS),
+    ("pwin_cmd_mask", "u4", PORT_WINDOWS * DATA_PORT_COMMANDS),
+    ("pwin_cmd_value", "u4", PORT_WINDOWS * DATA_PORT_COMMANDS),
     ("pwin_rmap", "u1", PORT_WINDOWS * 64),  # window << 6 | bank << 4 | offset -> byte; 0xFF: the host
     ("pwin_wmap", "u1", PORT_WINDOWS * 64),
     # private to one run() call: what the interpreter's handlers (one function each, see

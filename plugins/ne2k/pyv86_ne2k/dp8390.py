@@ -25,7 +25,7 @@ from typing import Callable, ClassVar
 
 import attrs
 
-from pyv86.bus.window import InterruptPair, RegisterWindow
+from pyv86.bus.window import DataPort, InterruptPair, RegisterWindow
 from pyv86.errors import StateError
 from pyv86.net.frame import BROADCAST, ETH_HEADER, ETH_VLAN_FRAME_MAX, ETH_ZLEN, multicast_hash_index
 from pyv86.net.port import RxResult
@@ -156,19 +156,27 @@ _FIELDS = tuple(f.name for f in attrs.fields(Dp8390State))
 class LiveRegisters(ctypes.Structure):
     """The running chip's state: :class:`Dp8390State`'s fields, the registers in one block
     of memory that does not move, so that the CPU can serve the side-effect-free ones
-    itself (:data:`WINDOW_READS`, :data:`WINDOW_WRITES`). ``par``, ``mar``, the MACs and
-    ``ram`` are ordinary attributes. A chip keeps one for its lifetime; power-on and
-    restore fill it in place."""
+    itself (:data:`WINDOW_READS`, :data:`WINDOW_WRITES`). ``par``, ``mar`` and the MACs
+    are ordinary attributes; ``ram`` is one bytearray for the chip's lifetime (the CPU
+    streams the data port into it, :data:`DATA_PORT_RULES`), written in place and never
+    replaced. A chip keeps one of these for its lifetime; power-on and restore fill it in
+    place."""
 
     _fields_ = [(name, ctypes.c_uint8) for name in _REGISTERS] + [(name, ctypes.c_uint16) for name in _WORDS]
 
     def __init__(self, state: Dp8390State) -> None:
         super().__init__()
+        self.ram = bytearray(RAM_SIZE)
+        # the buffer the CPU writes into: exporting it also keeps the bytearray from resizing
+        self.ram_block = (ctypes.c_uint8 * RAM_SIZE).from_buffer(self.ram)
         self.fill(state)
 
     def fill(self, state: Dp8390State) -> None:
         for name in _FIELDS:
-            setattr(self, name, getattr(state, name))
+            if name == "ram":
+                self.ram[:] = state.ram
+            else:
+                setattr(self, name, getattr(state, name))
 
     def snapshot(self, state_cls: type[Dp8390State]) -> Dp8390State:
         """A copy as ``state_cls`` (for a state image: nothing in it aliases the chip)."""
@@ -214,6 +222,16 @@ CR_STARTED = (CR.STP | CR.STA, CR.STA)                      # ... and of the old
 # ISR and IMR writes are served while the interrupt (ISR & IMR & 0x7F) stays as it was:
 # an ISR write that acknowledges neither PRX nor OVW (those take waiting frames in) and
 # an IMR write of 7 bits; RST (bit 7) is not cleared by writes
+# The data port is streamed by the CPU (pyv86.bus.window.DataPort) while an access stays
+# inside the RAM below PSTOP (where the ring wraps) and inside RBCR, and does not raise the
+# interrupt by setting RDC: then _data_read/_data_write/io_*_string only move the bytes,
+# advance RSAR and count RBCR down. Byte accesses in word mode (each moves a word) go to
+# the chip. The remote read and write commands only store CR while RBCR is not zero.
+DATA_PORT_RULES = dict(offset=DATA_PORT, memory_start=RAM_START, address=_byte("rsar"),
+                       count=_byte("rbcr"), end_page=_byte("pstop"), done_bit=ISR.RDC,
+                       word_mode=(_byte("dcr"), DCR_WTS),
+                       start_commands=((RD_MASK | CR.TXP | CR.STP, CR.RD_READ),
+                                       (RD_MASK | CR.TXP | CR.STP, CR.RD_WRITE)))
 INTERRUPT = InterruptPair(status=_byte("isr"), enable=_byte("imr"), bits=0x7F, clear_bits=0x7F,
                           status_exits=ISR.PRX | ISR.OVW, enable_bits=0x7F)
 
@@ -280,7 +298,8 @@ class Dp8390:
         self.window = RegisterWindow(self.state, WINDOW_READS, WINDOW_WRITES, bank_offset=_byte("cr"),
                                      bank_shift=6, bank_mask=3, bank_write_new=CR_PAGE_ONLY,
                                      bank_write_old=CR_STARTED, bank_write_keeps=CR.STP | CR.STA,
-                                     interrupt=INTERRUPT)
+                                     interrupt=INTERRUPT,
+                                     data_port=DataPort(memory=self.state.ram_block, **DATA_PORT_RULES))
         """The registers the CPU may serve itself; the bus wrapper maps it with the I/O range."""
         self.power_on(bytes(mac))
 
@@ -325,7 +344,6 @@ class Dp8390:
         state.par, state.mar = bytes(state.par), bytes(state.mar)
         state.prom_mac, state.wire_mac = bytes(state.prom_mac), bytes(state.wire_mac)
         self.state.fill(state)
-        self.state.ram = bytearray(state.ram)
         # ISR.RST reads 1 exactly while the chip is stopped (a started chip's CR writes that
         # only change the page are served by the CPU and would not clear it)
         self.state.isr = self.state.isr & ~ISR.RST | (ISR.RST if self.state.cr & CR.STP else 0)

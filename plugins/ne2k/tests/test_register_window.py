@@ -11,8 +11,8 @@ from collections import Counter
 import pytest
 
 from ne2k_testlib import MAC, Regs
-from pyv86_ne2k.dp8390 import (CR, CR_PAGE_ONLY, CR_STARTED, ISR, WINDOW_READS, WINDOW_WRITES,
-                               Dp8390, LiveRegisters)
+from pyv86_ne2k.dp8390 import (CR, CR_PAGE_ONLY, CR_STARTED, DATA_PORT, ISR, RAM_START, WINDOW_READS,
+                               WINDOW_WRITES, Dp8390, LiveRegisters)
 
 WORDS = {"tbcr", "rsar", "rbcr", "clda"}
 
@@ -90,6 +90,60 @@ def test_every_served_write_stores_what_the_cpu_would_and_does_nothing_else(seed
     assert set(served) == set(WINDOW_WRITES)   # every listed write was served in some state
 
 
+@pytest.mark.parametrize("seed", range(30))
+def test_every_data_transfer_the_cpu_serves_is_what_the_chip_does(seed):
+    rng = random.Random(seed)
+    served = Counter()
+    for _ in range(40):
+        c = Chip(rng)
+        s, window = c.chip.state, c.chip.window
+        size, units, write = rng.choice([1, 2, 4]), rng.choice([1, 3, 16, 378]), rng.random() < 0.5
+        n = size * units
+        if rng.random() < 0.8:   # mostly inside the rule: in RAM below PSTOP, within RBCR
+            s.pstop = rng.randrange(0x50, 0x81)
+            s.rsar = rng.randrange(RAM_START, max(RAM_START + 1, (s.pstop << 8) - n))
+            s.rbcr = rng.choice([n, n + rng.randrange(1, 600)])
+            s.dcr &= ~1 if size == 1 and rng.random() < 0.7 else 0xFF
+        predicted = bytearray(c.block())
+        where = window.data_port.served_transfer(predicted, window.interrupt, size, units)
+        if where is None:
+            continue
+        served[size, units > 1, write] += 1
+        ram = bytearray(s.ram)
+        if write:
+            data = rng.randbytes(n)
+            if units == 1:
+                c.chip.io_write(DATA_PORT, size, int.from_bytes(data, "little"))
+            else:
+                c.chip.io_write_string(DATA_PORT, size, data)
+            ram[where:where + n] = data
+        else:
+            got = (c.chip.io_read(DATA_PORT, size).to_bytes(size, "little") if units == 1
+                   else c.chip.io_read_string(DATA_PORT, size, units))
+            assert got == ram[where:where + n]
+        assert c.block() == bytes(predicted) and bytes(s.ram) == bytes(ram) and c.events == [], (size, units)
+    assert len(served) >= 6, served
+
+
+def test_remote_dma_commands_are_served_only_while_rbcr_is_not_zero():
+    c = Chip(random.Random(5))
+    s, window = c.chip.state, c.chip.window
+    cr = WINDOW_WRITES[0, 0x00]
+    for value in (0x0A, 0x12, 0x08, 0x50, 0x8A):   # remote read / write, any page, STA or not
+        s.cr, s.isr, s.rbcr = 0x22, s.isr & ~ISR.RST, 0x5EA
+        stored = window.served_write(c.block(), cr, value)
+        assert stored == value | CR.STA, hex(value)
+        block, others = bytearray(c.block()), c.others()
+        block[cr] = stored
+        c.chip.io_write(0, 1, value)
+        assert (c.block(), c.others(), c.events) == (bytes(block), others, []), hex(value)
+        s.cr, s.rbcr = 0x22, 0
+        assert window.served_write(c.block(), cr, value) is None   # the chip sets RDC at once
+    s.cr, s.rbcr = 0x22, 0x10
+    assert window.served_write(c.block(), cr, 0x1A) is None        # send packet: reads the header
+    assert window.served_write(c.block(), cr, 0x0E) is None        # with TXP
+
+
 def test_the_window_leaves_side_effects_to_the_chip():
     served = set(WINDOW_READS) | set(WINDOW_WRITES)
     # counters clear on read, BNRY/CURR writes take frames in, RCR/TCR/DCR writes are masked
@@ -134,7 +188,8 @@ def test_the_cpu_is_given_the_window_at_bar0_and_follows_it(machine, nic, regs: 
 
 
 def test_power_on_and_restore_fill_the_same_block(nic):
-    block = ctypes.addressof(nic.chip.state)
+    block, ram = ctypes.addressof(nic.chip.state), ctypes.addressof(nic.chip.state.ram_block)
+    assert nic.chip.window.data_port.memory_address == ram
     saved = nic.save()
     nic.chip.state.rsar = 0x1234
     nic.reset()
@@ -145,3 +200,6 @@ def test_power_on_and_restore_fill_the_same_block(nic):
     assert nic.chip.state.rsar == 0x4321
     assert nic.chip.state.isr == ISR.PTX      # RST only while stopped
     assert nic.save().rsar == 0x4321 and nic.save() is not nic.save()
+    saved.ram = bytearray(b"\x5a" * len(saved.ram))
+    nic.restore(saved)      # the RAM the CPU streams into is filled in place too
+    assert ctypes.addressof(nic.chip.state.ram_block) == ram and nic.chip.state.ram_block[7] == 0x5A
