@@ -418,10 +418,10 @@ class Emitter:
     def data_port(self, port: V, size: int, units: V, allowed: V | None = None) -> tuple[V, V]:
         """(served, pointer): when ``port`` is a register window's data port and the rule of
         ``DataPort.served_transfer`` (the same rule in Python) lets the CPU move ``units``
-        elements of ``size`` bytes there (and ``allowed``, if given, is true), its address,
-        count and status are updated and
-        ``pointer`` (an i8* as 64 bits) is where in the device's memory the bytes go or come
-        from; the caller moves them. Otherwise nothing changes and served is 0."""
+        elements of ``size`` bytes there (and ``allowed``, if given, is true), the port's
+        address, count and status are updated and ``pointer`` (64 bits) is where in the
+        device's memory the bytes go or come from; the caller moves them. Otherwise nothing
+        changes and served is 0."""
         which = self.var(32, 0)
         found = self.var(1, 0)
         for i in reversed(range(S.PORT_WINDOWS)):      # the lower index wins an overlap
@@ -503,7 +503,8 @@ class Emitter:
     def port_out(self, port: V, nbytes: int, value: V) -> None:
         """A guest ``out`` (``value``: 32 bits): a byte register of a register window is
         stored here when the window's rules allow it (``RegisterWindow.served_write`` is
-        the same rule in Python); anything else is a host callback."""
+        the same rule in Python), a window's data port takes the value into its device
+        memory here (:meth:`data_port`); anything else is a host callback."""
         done = self.var(1, 0)
         if nbytes == 1:
             self._window_write(port, value, done)
