@@ -202,13 +202,16 @@ BASE2 = 0xA0
 
 def mask_window(block):
     """An 8259-like window: byte 0 the mask (IMR), byte 1 the requests (IRR), byte 2 a mode
-    byte used as the bank (1: reads and writes go to the host); mask writes are served
-    only while no unmasked request is pending, before and after."""
+    byte used as the bank (1: reads and writes go to the host), byte 3 in-service (ISR),
+    byte 4 the real output; mask writes are served only while no unmasked request is
+    pending, before and after, or while the output is low and they mask more; specific
+    EOIs (0x60-0x67 at offset 0) while nothing unmasked is pending."""
     from pyv86.bus.window import InterruptPair
-    return RegisterWindow(block, reads={(0, 1): 0}, writes={(0, 1): 0}, length=2,
+    return RegisterWindow(block, reads={(0, 1): 0}, writes={(0, 1): 0, (0, 0): 3}, length=2,
                           bank_offset=2, bank_mask=1,
                           interrupt=InterruptPair(status=1, enable=0, clear_bits=0, enable_is_mask=True,
-                                                  idle_only=True))
+                                                  idle_only=True, true_output=4, in_service=3,
+                                                  eoi=(0xF8, 0x60)))
 
 
 @pytest.mark.parametrize("jit", TIERS)
@@ -217,16 +220,20 @@ def test_two_windows_each_serve_their_own_ports_by_their_own_rules(jit, seed):
     import random
     rng = random.Random(100 + seed)
     first = bytes([0x22, 0, 0, 0, 0, rng.getrandbits(8), rng.getrandbits(8), 0])
-    second = bytes([rng.getrandbits(8) | 0x04, 0x04 if seed == 2 else 0, 0, 0])   # mode 0, idle
-    blocks = ((ctypes.c_uint8 * 8)(*first), (ctypes.c_uint8 * 4)(*second))
+    # mode 0; idle, or (seed 2) input 2 requesting, unmasked, but held back by in-service:
+    # the output is low, so masking more is served until something unmasks it
+    second = (bytes([0x00, 0x04, 0, 0x04, 0]) if seed == 2
+              else bytes([rng.getrandbits(8) | 0x04, 0, 0, rng.getrandbits(8), 0]))
+    blocks = ((ctypes.c_uint8 * 8)(*first), (ctypes.c_uint8 * 5)(*second))
     models = (bytearray(first), bytearray(second))
-    specs = ((BASE, irq_window((ctypes.c_uint8 * 8)())), (BASE2, mask_window((ctypes.c_uint8 * 4)())))
+    specs = ((BASE, irq_window((ctypes.c_uint8 * 8)())), (BASE2, mask_window((ctypes.c_uint8 * 5)())))
     code, expect_host, served = b"", [], [0, 0]
     for _ in range(150):
         which = rng.randrange(2)
         base, spec = specs[which]
         offset = rng.choice([0, 1, 3, 5, 6]) if which == 0 else rng.choice([0, 1, 1, 1])
-        value = rng.choice([rng.getrandbits(8), 0x22, 0x62, 0x02, 0x00, 0xFF, 0xFB, 0xBF])
+        value = rng.choice([rng.getrandbits(8), 0x22, 0x62, 0x02, 0x00, 0xFF, 0xFB, 0xBF,
+                            0x60 | rng.getrandbits(3), 0x20])
         model = models[which]
         reading = which == 1 and rng.random() < 0.3
         if reading:

@@ -44,7 +44,7 @@ from typing import Any, Mapping
 
 from attrs import define, field
 
-from pyv86.cpu.state import DATA_PORT_COMMANDS, NO_DATA_PORT
+from pyv86.cpu.state import DATA_PORT_COMMANDS, NO_BYTE, NO_DATA_PORT
 
 BANKS = 4
 WINDOW_PORTS = 16
@@ -73,9 +73,25 @@ class InterruptPair:
     idle_only: bool = False
     """Serve writes only while the output stays low, not also while it stays high (for a
     device whose output has more inputs than this pair, as an 8259's in-service priority)."""
+    true_output: int = NOT_SERVED
+    """A block byte the device keeps at its real output (0: not requesting), when that is
+    more than ``status & enable``. An enable write that only disables more requests is
+    then also served while that byte is 0: with fewer requests the output stays low. (An
+    8259 keeps requests that in-service priority holds back out of its output.)"""
+    in_service: int = NOT_SERVED
+    """A block byte of in-service bits that an end-of-interrupt command clears: a write to
+    it matching ``eoi`` (mask, value) clears bit ``value & 7``, served while the output
+    stays low (the 8259's specific EOI: nothing unmasked is pending, so ending a service
+    cannot let a request through)."""
+    eoi: tuple[int, int] = (0, NO_BYTE)
 
     def output(self, status: int, enable: int) -> bool:
         return bool(status & (enable ^ (0xFF if self.enable_is_mask else 0)) & self.bits)
+
+    def disables_only(self, old: int, new: int) -> bool:
+        """True if an enable write of ``new`` over ``old`` enables no request that was off."""
+        flip = 0xFF if self.enable_is_mask else 0
+        return not ((new ^ flip) & ~(old ^ flip) & self.bits)
 
 
 @define(frozen=True, eq=False)
@@ -196,6 +212,14 @@ class RegisterWindow:
                                      f"or is the bank-select byte")
             if irq.status == irq.enable:
                 raise ValueError("interrupt status and enable must be different bytes")
+            for name in ("true_output", "in_service"):
+                byte = getattr(irq, name)
+                taken = (irq.status, irq.enable, self.bank_offset if self.bank_mask else NOT_SERVED)
+                if byte != NOT_SERVED and (not 0 <= byte < size or byte in taken):
+                    raise ValueError(f"interrupt {name} byte {byte} is outside the {size}-byte block "
+                                     f"or is the status, enable or bank-select byte")
+            if len(irq.eoi) != 2 or not 0 <= irq.eoi[0] <= 0xFF or not 0 <= irq.eoi[1] <= NO_BYTE:
+                raise ValueError(f"interrupt eoi rule {irq.eoi!r} is not a (mask, value) pair")
             for name in ("bits", "clear_bits", "status_exits", "enable_bits"):
                 if not 0 <= getattr(irq, name) <= 0xFF:
                     raise ValueError(f"interrupt {name} {getattr(irq, name):#x} is not a byte mask")
@@ -246,11 +270,20 @@ class RegisterWindow:
                 stored = old & ~(new & irq.clear_bits)
             elif byte == irq.enable and new & ~irq.enable_bits:
                 return None
+            elif byte == irq.in_service:
+                eoi_mask, eoi_value = irq.eoi
+                if new & eoi_mask != eoi_value:
+                    return None
+                stored = old & ~(1 << (new & 7))
             status, enable = block[irq.status], block[irq.enable]
             before = irq.output(status, enable)
             after = irq.output(stored if byte == irq.status else status,
                                stored if byte == irq.enable else enable)
-            if before != after or (irq.idle_only and before):
+            quiet = (byte == irq.enable and irq.true_output != NOT_SERVED
+                     and not block[irq.true_output] and irq.disables_only(old, new))
+            if (before != after or (irq.idle_only and before)) and not quiet:
+                return None
+            if byte == irq.in_service and before:   # an EOI only while the output is low
                 return None
         return stored
 
@@ -266,14 +299,18 @@ class RegisterWindow:
             "pwin_new_mask": new_mask, "pwin_new_value": new_value,
             "pwin_old_mask": old_mask, "pwin_old_value": old_value,
             "pwin_keep_mask": self.bank_write_keeps if banks else 0,
-            "pwin_status": 0x100 if irq is None else irq.status,
-            "pwin_enable": 0x100 if irq is None else irq.enable,
+            "pwin_status": NO_BYTE if irq is None else irq.status,
+            "pwin_enable": NO_BYTE if irq is None else irq.enable,
             "pwin_irq_bits": 0 if irq is None else irq.bits,
             "pwin_enable_xor": 0xFF if irq is not None and irq.enable_is_mask else 0,
             "pwin_idle_only": 1 if irq is not None and irq.idle_only else 0,
             "pwin_clear_bits": 0 if irq is None else irq.clear_bits,
             "pwin_status_exits": 0 if irq is None else irq.status_exits,
             "pwin_enable_bits": 0 if irq is None else irq.enable_bits,
+            "pwin_true_out": NO_BYTE if irq is None or irq.true_output == NOT_SERVED else irq.true_output,
+            "pwin_in_service": NO_BYTE if irq is None or irq.in_service == NOT_SERVED else irq.in_service,
+            "pwin_eoi_mask": 0 if irq is None else irq.eoi[0],
+            "pwin_eoi_value": NO_BYTE if irq is None else irq.eoi[1],
             **self._data_port_fields(),
         }
 
@@ -283,8 +320,8 @@ class RegisterWindow:
             return {"pwin_dport": NO_DATA_PORT, "pwin_dmem": 0, "pwin_dmem_start": 0, "pwin_dmem_end": 0,
                     "pwin_daddr": 0, "pwin_dcount": 0, "pwin_dend": 0, "pwin_dword": 0, "pwin_dword_bit": 0,
                     "pwin_ddone": 0, "pwin_cmd_mask": [0xFF] * DATA_PORT_COMMANDS,
-                    "pwin_cmd_value": [0x100] * DATA_PORT_COMMANDS}
-        rules = list(port.start_commands) + [(0xFF, 0x100)] * (DATA_PORT_COMMANDS - len(port.start_commands))
+                    "pwin_cmd_value": [NO_BYTE] * DATA_PORT_COMMANDS}
+        rules = list(port.start_commands) + [(0xFF, NO_BYTE)] * (DATA_PORT_COMMANDS - len(port.start_commands))
         return {"pwin_dport": port.offset, "pwin_dmem": port.memory_address,
                 "pwin_dmem_start": port.memory_start, "pwin_dmem_end": port.memory_start + port.memory_size,
                 "pwin_daddr": port.address, "pwin_dcount": port.count, "pwin_dend": port.end_page,

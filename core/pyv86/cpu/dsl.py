@@ -529,9 +529,10 @@ class Emitter:
             is_bank = byte.eq(get("pwin_page"))
             is_status = byte.eq(get("pwin_status"))
             is_enable = byte.eq(get("pwin_enable"))
+            is_eoi = byte.eq(get("pwin_in_service"))
             keep = self.sel(is_bank, get("pwin_keep_mask"), 0)
             stored = self.sel(is_status, old & ~(new & get("pwin_clear_bits")),
-                              (new & ~keep) | (old & keep))
+                              self.sel(is_eoi, old & ~(self.c(1) << (new & 7)), (new & ~keep) | (old & keep)))
             # ... or a data port's start command, while its count is not zero (a window
             # without a data port has value 0x100 in both pairs: never a match)
             command = self.c(0, 1)
@@ -553,10 +554,16 @@ class Emitter:
             after = (self.sel(is_status, stored, status) & (self.sel(is_enable, stored, enable) ^ flip)
                      & bits).ne(0)
             moved = before.ne(after) | ((before | after) & get("pwin_idle_only").ne(0))
+            # ... unless the device's real output is low and the write only disables requests
+            quiet = self.var(1, 0)
+            with self.if_(is_enable & get("pwin_true_out").ne(S.NO_BYTE)):
+                out = V(self, self.b.load(self._window_byte(w, get("pwin_true_out")))).zx(32)
+                quiet.set(out.eq(0) & ((new ^ flip) & ~(old ^ flip) & bits).eq(0))
             refused = ((is_bank & bank_refused)
                        | (is_status & (new & get("pwin_status_exits")).ne(0))
                        | (is_enable & (new & ~get("pwin_enable_bits")).ne(0))
-                       | moved)
+                       | (is_eoi & ((new & get("pwin_eoi_mask")).ne(get("pwin_eoi_value")) | before))
+                       | (moved & ~quiet.get()))
             with self.if_(~refused):
                 self.b.store(stored.tr(8).v, p)
                 done.set(1)

@@ -27,9 +27,10 @@ TLB_KINDS = 4
 # u32 eip, u32 phys, u32 code32, u32 page generation, u32 instruction count, u32 pad, u64 fn
 JIT_TABLE_BITS = 16
 JIT_TABLE_SIZE = 1 << JIT_TABLE_BITS
-PORT_WINDOWS = 2  # register windows the CPU serves at once (CPU.set_port_windows)
+PORT_WINDOWS = 3  # register windows the CPU serves at once (CPU.set_port_windows)
 DATA_PORT_COMMANDS = 2  # start-command rules per data port (pyv86.bus.window.DataPort)
 NO_DATA_PORT = 0x10000  # pwin_dport of a window without one: no port offset (port - base) equals it
+NO_BYTE = 0x100  # a pwin_* block-byte field meaning "none": no block byte compares equal to it
 JIT_WAYS = 2
 JIT_ENTRY_SIZE = 32
 JIT_REQ_CAP = 256
@@ -159,6 +160,14 @@ _FIELDS: list[tuple[str, str, int]] = [
     ("pwin_clear_bits", "u4", PORT_WINDOWS),   # status bits a written 1 clears
     ("pwin_status_exits", "u4", PORT_WINDOWS),  # a status write with any of these goes to the host
     ("pwin_enable_bits", "u4", PORT_WINDOWS),  # an enable write with a bit outside these goes to the host
+    # byte the device keeps at its real output (0x100: none): while it is 0, an enable write
+    # that only disables requests is served even if status & enable changes
+    ("pwin_true_out", "u4", PORT_WINDOWS),
+    # byte of in-service bits (0x100: none): a write there with (value & eoi_mask) ==
+    # eoi_value clears bit value & 7 (a specific EOI), served while the output stays low
+    ("pwin_in_service", "u4", PORT_WINDOWS),
+    ("pwin_eoi_mask", "u4", PORT_WINDOWS),
+    ("pwin_eoi_value", "u4", PORT_WINDOWS),
     # a data port (bus.window.DataPort) streaming device memory [dmem_start, dmem_end) from
     # host address dmem: 16-bit address and count at block bytes daddr/dcount; accesses end
     # below block[dend] * 256; while block[dword] & dword_bit the address is made even and

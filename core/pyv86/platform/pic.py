@@ -14,10 +14,11 @@ IRQ 7 / 15 when the request went away before INTA. The ELCR power-on value is a 
 option (default IRQ 10 and 11 level-triggered: the PCI interrupts the PIIX3 routes).
 
 State keeps per-chip registers in two-element lists (index 0 master, 1 slave). The live
-IRR, IMR and a mode byte sit in a bytearray shared with a ctypes block
-(:class:`PicRegisters`) so that the CPU can serve the slave's mask register itself (a
-register window, :mod:`pyv86.bus.window`): Linux masks and unmasks a PCI interrupt around
-every interrupt it handles and lib8390 around every transmission.
+IRR, IMR, ISR, a mode byte and each chip's output sit in a bytearray shared with a ctypes
+block (:class:`PicRegisters`) so that the CPU can serve mask accesses and specific EOIs
+itself while they cannot change either chip's output (register windows,
+:mod:`pyv86.bus.window`): Linux masks, acknowledges and unmasks a PCI interrupt around
+every interrupt it handles, and lib8390 masks it around every transmission.
 """
 from __future__ import annotations
 
@@ -111,16 +112,19 @@ class PicState:
 _PAIRS = tuple(f.name for f in attrs.fields(PicState) if f.name != "intr")
 
 
-_BYTES = ("irr", "imr", "mode")
+_BYTES = ("irr", "imr", "mode", "isr")
 """The registers in the block the CPU reads (the rest are Python lists)."""
-IRR, IMR, MODE = (2 * _BYTES.index(name) for name in _BYTES)
-"""Offsets in :attr:`PicRegisters.regs`, the CPU's block (add the chip: 0 master, 1 slave)."""
+IRR, IMR, MODE, ISR = (2 * _BYTES.index(name) for name in _BYTES)
+OUT = 2 * len(_BYTES)
+"""Offsets in :attr:`PicRegisters.regs`, the CPU's block (add the chip: 0 master, 1 slave).
+``OUT`` is not state: each chip's output (1: requesting), kept up to date by the pair."""
 
 
 class PicRegisters:
     """The running pair's registers, :class:`PicState`'s fields per chip (index 0 master,
-    1 slave). IRR, IMR and the mode byte (per chip 0 while it takes mask writes and mask
-    reads as such: initialised, not polling; 1 otherwise) live in ``regs``, a bytearray
+    1 slave). IRR, IMR, ISR and the mode byte (per chip 0 while it takes mask writes and
+    mask reads as such: initialised, not polling, not in special mask mode; 1 otherwise)
+    live in ``regs``, followed by each chip's output (``OUT``), in a bytearray
     whose memory is also the ctypes ``block`` of the CPU's register window, so it never
     moves; the hot code indexes ``regs[IRR + chip]`` (as fast as a list; a ctypes structure
     or memoryview per register made the 8259's Python side 25-160 % slower). The others
@@ -129,7 +133,7 @@ class PicRegisters:
     __slots__ = ("regs", "block", "intr", *(name for name in _PAIRS if name not in _BYTES))
 
     def __init__(self) -> None:
-        self.regs = bytearray(2 * len(_BYTES))
+        self.regs = bytearray(OUT + 2)
         self.block = (ctypes.c_uint8 * len(self.regs)).from_buffer(self.regs)
         for name in _PAIRS:
             if name not in _BYTES:
@@ -147,6 +151,10 @@ class PicRegisters:
     @property
     def mode(self) -> memoryview:
         return memoryview(self.regs)[MODE : MODE + 2]
+
+    @property
+    def isr(self) -> memoryview:
+        return memoryview(self.regs)[ISR : ISR + 2]
 
     def fill(self, state: PicState, where: str = "i8259") -> None:
         """Copy ``state`` in (all of it checked first: a bad one changes nothing)."""
@@ -167,20 +175,24 @@ class PicRegisters:
             self.sync_mode(chip)
 
     def sync_mode(self, chip: int) -> None:
-        """Call after ``poll`` or ``init_step`` of ``chip`` changed."""
-        self.regs[MODE + chip] = 1 if self.poll[chip] or self.init_step[chip] else 0
+        """Call after ``poll``, ``init_step`` or ``special_mask`` of ``chip`` changed."""
+        self.regs[MODE + chip] = 1 if self.poll[chip] or self.init_step[chip] or self.special_mask[chip] else 0
 
     def snapshot(self) -> PicState:
         return PicState(**{name: list(getattr(self, name)) for name in _PAIRS}, intr=bool(self.intr))
 
 
-SLAVE_WINDOW_READS = {(0, 1): IMR + SLAVE}
-SLAVE_WINDOW_WRITES = {(0, 1): IMR + SLAVE}
-# The slave's mask register (0xA1) is served by the CPU while the slave is in mode 0; a
-# mask write only while no unmasked request is pending before and after it (then neither
-# chip's output can change: priority and in-service do not matter).
-SLAVE_INTERRUPT = InterruptPair(status=IRR + SLAVE, enable=IMR + SLAVE, clear_bits=0,
-                                enable_is_mask=True, idle_only=True)
+def _window(regs: PicRegisters, chip: int) -> RegisterWindow:
+    """What the CPU serves of one chip's ports itself, while the chip is in mode 0:
+    mask reads; mask writes while no unmasked request is pending before and after them, or
+    while the chip's output is low and the write only masks more (then neither chip's
+    output can change); and specific EOIs (OCW2 0x60-0x67) while no unmasked request is
+    pending (ending a service then lets nothing through)."""
+    interrupt = InterruptPair(status=IRR + chip, enable=IMR + chip, clear_bits=0, enable_is_mask=True,
+                              idle_only=True, true_output=OUT + chip, in_service=ISR + chip,
+                              eoi=(0xF8, 0x60))
+    return RegisterWindow(regs.block, {(0, 1): IMR + chip}, {(0, 1): IMR + chip, (0, 0): ISR + chip},
+                          length=2, bank_offset=MODE + chip, bank_mask=1, interrupt=interrupt)
 
 
 class PicPair(Device):
@@ -195,14 +207,14 @@ class PicPair(Device):
         super().__init__(id, config)
         self.state = PicRegisters()  # type: ignore[assignment]
         self.state.fill(self._power_on())
-        self.slave_window = RegisterWindow(self.state.block, SLAVE_WINDOW_READS, SLAVE_WINDOW_WRITES, length=2,
-                                           bank_offset=MODE + SLAVE, bank_mask=1,
-                                           interrupt=SLAVE_INTERRUPT)
+        self.windows = (_window(self.state, MASTER), _window(self.state, SLAVE))
+        self.master_window, self.slave_window = self.windows
 
     def realize(self, machine) -> None:  # type: ignore[override]
         super().realize(machine)
         self.state.fill(self._power_on())
-        machine.ports.map(0x20, 2, self._read_master, self._write_master, self, name="pic-master", sizes=(1,))
+        machine.ports.map(0x20, 2, self._read_master, self._write_master, self, name="pic-master", sizes=(1,),
+                          window=self.master_window)
         machine.ports.map(0xA0, 2, self._read_slave, self._write_slave, self, name="pic-slave", sizes=(1,),
                           window=self.slave_window)
         machine.ports.map(0x4D0, 2, self._read_elcr, self._write_elcr, self, name="elcr", sizes=(1,))
@@ -274,7 +286,7 @@ class PicPair(Device):
         rank = ranks[s.regs[IRR + chip] & ~s.regs[IMR + chip] & 0xFF]
         if rank == 8:
             return -1
-        in_service = s.isr[chip]
+        in_service = s.regs[ISR + chip]
         if s.special_mask[chip]:
             in_service &= ~s.regs[IMR + chip]
         if s.sfnm[chip] and chip == MASTER:
@@ -286,6 +298,7 @@ class PicPair(Device):
     def _update(self) -> None:
         s = self.state
         slave_out = self._pending(SLAVE) >= 0
+        s.regs[OUT + SLAVE] = slave_out
         if s.single[MASTER]:
             self._set_input(MASTER, CASCADE, slave_out)
         elif slave_out:  # cascaded: the slave's INT is a level on master input 2 (inline
@@ -294,16 +307,18 @@ class PicPair(Device):
         else:
             s.input_level[MASTER] &= ~(1 << CASCADE)
             s.regs[IRR + MASTER] &= ~(1 << CASCADE)
-        if self.machine is not None:
-            intr = self._pending(MASTER) >= 0
-            if intr != s.intr:
-                s.intr = intr
-                self.machine.set_intr(intr)
+        intr = self._pending(MASTER) >= 0
+        s.regs[OUT + MASTER] = intr
+        if self.machine is not None and intr != s.intr:
+            s.intr = intr
+            self.machine.set_intr(intr)
 
     def _drive_output(self, force: bool = False) -> None:
+        regs = self.state.regs
+        regs[OUT + SLAVE] = self._pending(SLAVE) >= 0
+        intr = regs[OUT + MASTER] = self._pending(MASTER) >= 0
         if self.machine is None:
             return
-        intr = self._pending(MASTER) >= 0
         if intr != self.state.intr or force:
             self.state.intr = intr
             self.machine.set_intr(intr)
@@ -320,7 +335,7 @@ class PicPair(Device):
             if s.rotate_on_aeoi[chip]:
                 s.lowest_priority[chip] = irq
         else:
-            s.isr[chip] |= bit
+            s.regs[ISR + chip] |= bit
         if not self._is_level(chip, irq):
             s.regs[IRR + chip] &= ~bit
 
@@ -365,7 +380,7 @@ class PicPair(Device):
             s.sync_mode(chip)
             return self._poll_read(chip)
         if offset == 0:
-            return s.isr[chip] if s.read_isr[chip] else s.regs[IRR + chip]
+            return s.regs[ISR + chip] if s.read_isr[chip] else s.regs[IRR + chip]
         return s.regs[IMR + chip]
 
     def _poll_read(self, chip: int) -> int:
@@ -416,7 +431,7 @@ class PicPair(Device):
     def _icw1(self, chip: int, value: int) -> None:
         s = self.state
         s.regs[IMR + chip] = 0
-        s.isr[chip] = 0
+        s.regs[ISR + chip] = 0
         s.regs[IRR + chip] = 0
         s.lowest_priority[chip] = 7
         s.read_isr[chip] = 0
@@ -445,19 +460,19 @@ class PicPair(Device):
         if command in (0, 4):  # clear / set rotate in automatic EOI mode
             s.rotate_on_aeoi[chip] = command >> 2
         elif command in (1, 5):  # non-specific EOI (5: and rotate)
-            rank = self._priority(chip, s.isr[chip])
+            rank = self._priority(chip, s.regs[ISR + chip])
             if rank != 8:
                 irq = (s.lowest_priority[chip] + 1 + rank) & 7
-                s.isr[chip] &= ~(1 << irq)
+                s.regs[ISR + chip] &= ~(1 << irq)
                 if command == 5:
                     s.lowest_priority[chip] = irq
         elif command == 3:  # specific EOI
-            s.isr[chip] &= ~(1 << (value & 7))
+            s.regs[ISR + chip] &= ~(1 << (value & 7))
         elif command == 6:  # set priority: the given IR becomes the lowest
             s.lowest_priority[chip] = value & 7
         elif command == 7:  # rotate on specific EOI
             irq = value & 7
-            s.isr[chip] &= ~(1 << irq)
+            s.regs[ISR + chip] &= ~(1 << irq)
             s.lowest_priority[chip] = irq
         # command 2 is a no-op
         self._update()
@@ -471,6 +486,7 @@ class PicPair(Device):
             s.read_isr[chip] = value & 1
         if value & 0x40:
             s.special_mask[chip] = value >> 5 & 1
+            s.sync_mode(chip)
         self._update()
 
     # ELCR ----------------------------------------------------------------------
