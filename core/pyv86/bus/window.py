@@ -26,7 +26,11 @@ IMR). An :class:`InterruptPair` names those two bytes; a listed write to either 
 natively only when the interrupt output stays as it was (both before and after low, or
 both high), so the device would not have moved its interrupt line either. Status writes
 with a bit of ``status_exits`` (bits whose acknowledgement does more) and enable writes
-with a bit outside ``enable_bits`` (bits the device would mask off) go to the device.
+with a bit outside ``enable_bits`` (bits the device would mask off) go to the device. An
+8259 also holds back requests that are enabled but lower in priority than the one in
+service; it names a byte where it keeps its real output (``true_output``), so that masking
+more while that output is low is served too, and its in-service byte (``in_service``) for
+the specific end-of-interrupt command.
 
 Some devices also stream a block of their own memory through one port (the DP8390's
 remote DMA): each access moves the bytes at a running address register, advances it and
