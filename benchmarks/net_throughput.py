@@ -14,7 +14,13 @@ over TCP. It needs the guest image (``pyv86 guest build``) and a CPU fast enough
 boot both within ``--guest-timeout`` seconds; otherwise the figure is null with the reason.
 Its peer (unless ``--no-qemu``) is the same pair under QEMU TCG: the same kernel, initramfs,
 command line and commands, two ``ne2k_pci`` NICs joined by QEMU's loopback ``socket``
-netdev; the ratio is pyv86 / QEMU.
+netdev; the ratio is pyv86 / QEMU. On a host with two or more CPUs each guest's process
+(pyv86's and QEMU's alike) runs pinned to a CPU of its own, the receiver on the first the
+benchmark may use and the sender on the second (``--no-pin``: wherever the host's
+scheduler puts them). Unpinned, the two processes' threads migrate between the CPUs
+(their network threads wake on the CPU where the other guest runs): on a 2-CPU machine
+that cost pyv86 about a fifth of its throughput (eight alternating pairs: medians 11.4
+MB/s pinned, 9.6 unpinned).
 
     python benchmarks/net_throughput.py               # human-readable
     python benchmarks/net_throughput.py --json        # one JSON object
@@ -40,6 +46,23 @@ ROOT = Path(__file__).resolve().parent.parent
 GUEST_ADDRESSES = ("10.99.0.1", "10.99.0.2")
 """The receiver's and the sender's IPv4 addresses in every guest TCP transfer."""
 NO_GUEST_IMAGE = {"mb_per_s": None, "reason": "no guest image: run `pyv86 guest build` first"}
+PIN: list[int] | None = None
+"""Host CPUs for the receiver's and the sender's process (set by main; None: not pinned)."""
+
+
+def guest_cpus() -> list[int] | None:
+    """The first two CPUs this process may run on, for the receiver and the sender."""
+    cpus = sorted(os.sched_getaffinity(0))
+    return cpus[:2] if len(cpus) >= 2 else None
+
+
+def pin_process(pid: int, cpu: int) -> None:
+    """Pin every thread of process ``pid`` (and so the threads it starts) to ``cpu``."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(tid), {cpu})
+        except (ProcessLookupError, ValueError):
+            pass  # a thread that ended meanwhile
 
 
 def guest_image() -> tuple[Path, Path]:
@@ -320,12 +343,17 @@ def guest_pair_tcp(rx_url: str, tx_url: str, megabytes: int, timeout: float, *,
                     str(tmp / f"{name}.probe.json"), *run]
         return [*(wrap or []), sys.executable, "-m", "pyv86.cli", *run]
 
+    def on_cpu(index: int) -> Any:
+        if PIN is None:
+            return None
+        return lambda: os.sched_setaffinity(0, {PIN[index]})   # inherited through exec and threads
+
     start = time.monotonic()
     rx = subprocess.Popen([*cmd("rx"), "--exec", rx_cmd, str(files[0])], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
+                          stderr=subprocess.PIPE, text=True, preexec_fn=on_cpu(0))
     try:
         tx = subprocess.run([*cmd("tx"), "--exec", tx_cmd, str(files[1])], capture_output=True, text=True,
-                            timeout=timeout + 60)
+                            timeout=timeout + 60, preexec_fn=on_cpu(1))
         rx_out, rx_err = rx.communicate(timeout=timeout + 60)
     except subprocess.TimeoutExpired:
         rx.kill()
@@ -422,6 +450,9 @@ def qemu_pair_tcp(megabytes: int, timeout: float) -> dict[str, Any]:
             with QemuGuest(kernel, initrd, cmdline, netdev=f"socket,connect=127.0.0.1:{port}",
                            mac="52:54:00:99:00:02") as tx:
                 tx.wait_ready(timeout)
+                if PIN is not None:   # the same placement as pyv86's guests
+                    for guest, cpu in ((rx, PIN[0]), (tx, PIN[1])):
+                        pin_process(guest.pid, cpu)
                 # a stalled transfer (QEMU's TCP once idled for minutes after losses) gets a
                 # figure-less result instead of holding the benchmark for the whole timeout
                 limit = min(timeout, QEMU_TRANSFER_S + QEMU_TRANSFER_S_PER_MB * megabytes)
@@ -511,6 +542,8 @@ def main(argv: list[str] | None = None) -> int:
                              "the figures are the medians (a shared host's speed drifts from run to run)")
     parser.add_argument("--no-qemu", action="store_true",
                         help="with --guest: skip the peer (the same guests and commands under QEMU TCG)")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="with --guest: do not pin each guest's process to a CPU of its own")
     parser.add_argument("--breakdown", action="store_true",
                         help="with --guest: instrument both guests and report, per data frame, guest "
                              "instructions, port exits, IRQs, host CPU time and where the wall time went")
@@ -518,6 +551,8 @@ def main(argv: list[str] | None = None) -> int:
     if not 60 <= args.size <= 1514:
         parser.error("--size must be 60..1514")
 
+    global PIN
+    PIN = None if args.no_pin else guest_cpus()
     ours = register_level(args.size, args.seconds)
     peer = raw_hub(args.size, args.seconds)
     if args.guest:
@@ -548,6 +583,7 @@ def main(argv: list[str] | None = None) -> int:
         "guest_ratio_vs_qemu": (round(guest["mb_per_s"] / qemu["mb_per_s"], 3)
                                 if guest.get("mb_per_s") and qemu.get("mb_per_s") else None),
         "target_mb_per_s": TARGET_MB_PER_S,
+        "guest_cpus": PIN if args.guest else None,
     }
     if args.json:
         print(json.dumps(result))
@@ -567,6 +603,9 @@ def main(argv: list[str] | None = None) -> int:
                          f"TCP retransmissions {retrans}"))
     if result["guest_ratio_vs_qemu"] is not None:
         print(f"ratio pyv86 / QEMU guest TCP: {result['guest_ratio_vs_qemu']}")
+    if args.guest:
+        print(f"guests pinned to host CPUs {PIN[0]} (receiver) and {PIN[1]} (sender), both emulators"
+              if PIN else "guests not pinned to host CPUs")
     return 0
 
 

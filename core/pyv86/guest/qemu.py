@@ -80,6 +80,11 @@ class QemuGuest(ShellCommands):
         self.start()
         return self
 
+    @property
+    def pid(self) -> int | None:
+        """The QEMU process's id while it runs (e.g. to pin it to a host CPU)."""
+        return self._proc.pid if self._proc is not None else None
+
     def __exit__(self, *exc: object) -> None:
         self.close()
 
