@@ -390,26 +390,36 @@ class Emitter:
         r = self.b.call(fp, [self.c(which).v, self.v(a).v, self.v(b).v, self.v(c).v, d.v])
         return V(self, r)
 
+    def _first_window(self, matches) -> tuple[V, V]:
+        """(window, found): the register window ``i`` with the lowest index for which
+        ``matches(i)`` holds (the lower index wins an overlap)."""
+        which = self.var(32, 0)
+        found = self.var(1, 0)
+        for i in reversed(range(S.PORT_WINDOWS)):
+            with self.if_(matches(i)):
+                which.set(self.c(i))
+                found.set(1)
+        return which.get(), found.get()
+
+    def _window_output(self, w: V, status: V, enable: V) -> V:
+        """Window ``w``'s interrupt output for these status and enable bytes (no pair:
+        bits 0, output 0); with enable_xor 0xFF the enable byte is a mask (set bits
+        disable). ``InterruptPair.output`` is the same in Python."""
+        return (status & (enable ^ self.sget("pwin_enable_xor", w)) & self.sget("pwin_irq_bits", w)).ne(0)
+
     def _window_slot(self, port: V, table: str) -> tuple[V, V]:
         """(window, byte): which register window holds ``port`` and the byte of its block
         that serves a byte access there (``table``: ``pwin_rmap`` or ``pwin_wmap``); the
         byte is 0xFF when the host must serve it."""
-        which = self.var(32, 0)
-        off = self.var(32, 0)
-        found = self.var(1, 0)
-        for i in reversed(range(S.PORT_WINDOWS)):      # the lower index wins an overlap
-            o = port - self.sget("pwin_base", i)
-            with self.if_(o.ult(self.sget("pwin_len", i))):   # a length of 0: no window
-                which.set(self.c(i))
-                off.set(o)
-                found.set(1)
+        w, found = self._first_window(   # (a length of 0: no window)
+            lambda i: (port - self.sget("pwin_base", i)).ult(self.sget("pwin_len", i)))
         slot = self.var(8, 0xFF)
-        with self.if_(found.get().ne(0)):
-            w = which.get()
+        with self.if_(found):
             bank_reg = V(self, self.b.load(self._window_byte(w, self.sget("pwin_page", w))))
             bank = (bank_reg.zx(32) >> self.sget("pwin_page_shift", w)) & self.sget("pwin_page_mask", w)
-            slot.set(self.sget(table, (w << 6) | (bank << 4) | off.get()))
-        return which.get(), slot.get()
+            off = port - self.sget("pwin_base", w)
+            slot.set(self.sget(table, (w << 6) | (bank << 4) | off))
+        return w, slot.get()
 
     def _window_byte(self, w: V, byte: V):
         block = self.b.inttoptr(self.sget("pwin_block", w).v, I8P)
@@ -422,18 +432,12 @@ class Emitter:
         address, count and status are updated and ``pointer`` (64 bits) is where in the
         device's memory the bytes go or come from; the caller moves them. Otherwise nothing
         changes and served is 0."""
-        which = self.var(32, 0)
-        found = self.var(1, 0)
-        for i in reversed(range(S.PORT_WINDOWS)):      # the lower index wins an overlap
-            here = (port - self.sget("pwin_base", i)).eq(self.sget("pwin_dport", i))
-            with self.if_(here & self.sget("pwin_len", i).ne(0)):
-                which.set(self.c(i))
-                found.set(1)
+        w, found = self._first_window(
+            lambda i: (port - self.sget("pwin_base", i)).eq(self.sget("pwin_dport", i))
+            & self.sget("pwin_len", i).ne(0))
         served = self.var(1, 0)
         where = self.var(64, 0)
-        with self.if_(found.get()):
-            w = which.get()
-
+        with self.if_(found):
             def get(name):
                 return self.sget(name, w)
 
@@ -460,8 +464,7 @@ class Emitter:
             status, enable = byte_at("pwin_status"), byte_at("pwin_enable")
             done = n.eq(remaining)
             new_status = self.sel(done, status | get("pwin_ddone"), status)
-            flip, bits = get("pwin_enable_xor"), get("pwin_irq_bits")
-            moved = (status & (enable ^ flip) & bits).ne(0).ne((new_status & (enable ^ flip) & bits).ne(0))
+            moved = self._window_output(w, status, enable).ne(self._window_output(w, new_status, enable))
             with self.if_(ok & ~moved, likely=True):
                 self.b.store(end.tr(16).v, word_ptr("pwin_daddr"), align=1)
                 self.b.store((remaining - n).tr(16).v, word_ptr("pwin_dcount"), align=1)
@@ -545,19 +548,17 @@ class Emitter:
                 starts.set(V(self, self.b.load(count, align=1)).ne(0))
             bank_refused = (((new & get("pwin_new_mask")).ne(get("pwin_new_value")) & ~starts.get())
                             | ((old & get("pwin_old_mask")).ne(get("pwin_old_value"))))
-            # the interrupt output before and after (no pair: bits 0, output 0); with
-            # enable_xor 0xFF the enable byte is a mask (set bits disable)
+            # the interrupt output before and after
             status = V(self, self.b.load(self._window_byte(w, get("pwin_status")))).zx(32)
             enable = V(self, self.b.load(self._window_byte(w, get("pwin_enable")))).zx(32)
-            bits, flip = get("pwin_irq_bits"), get("pwin_enable_xor")
-            before = (status & (enable ^ flip) & bits).ne(0)
-            after = (self.sel(is_status, stored, status) & (self.sel(is_enable, stored, enable) ^ flip)
-                     & bits).ne(0)
+            before = self._window_output(w, status, enable)
+            after = self._window_output(w, self.sel(is_status, stored, status), self.sel(is_enable, stored, enable))
             moved = before.ne(after) | ((before | after) & get("pwin_idle_only").ne(0))
             # ... unless the device's real output is low and the write only disables requests
             quiet = self.var(1, 0)
             with self.if_(is_enable & get("pwin_true_out").ne(S.NO_BYTE)):
                 out = V(self, self.b.load(self._window_byte(w, get("pwin_true_out")))).zx(32)
+                bits, flip = get("pwin_irq_bits"), get("pwin_enable_xor")
                 quiet.set(out.eq(0) & ((new ^ flip) & ~(old ^ flip) & bits).eq(0))
             refused = ((is_bank & bank_refused)
                        | (is_status & (new & get("pwin_status_exits")).ne(0))

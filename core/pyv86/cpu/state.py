@@ -172,7 +172,7 @@ _FIELDS: list[tuple[str, str, int]] = [
     # host address dmem: 16-bit address and count at block bytes daddr/dcount; accesses end
     # below block[dend] * 256; while block[dword] & dword_bit the address is made even and
     # byte accesses go to the host; the count reaching 0 sets ddone in the status byte.
-    # dport: the port's offset from base (0xFFFFFFFF: none). A bank-select write matching
+    # dport: the port's offset from base (NO_DATA_PORT: none). A bank-select write matching
     # one of the cmd_mask/cmd_value pairs is served like a bank change while the count is
     # not zero (value 0x100: an unused pair)
     ("pwin_dport", "u4", PORT_WINDOWS),

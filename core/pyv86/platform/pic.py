@@ -140,21 +140,9 @@ class PicRegisters:
                 setattr(self, name, [0, 0])
         self.intr = False
 
-    @property
-    def irr(self) -> memoryview:
-        return memoryview(self.regs)[IRR : IRR + 2]
-
-    @property
-    def imr(self) -> memoryview:
-        return memoryview(self.regs)[IMR : IMR + 2]
-
-    @property
-    def mode(self) -> memoryview:
-        return memoryview(self.regs)[MODE : MODE + 2]
-
-    @property
-    def isr(self) -> memoryview:
-        return memoryview(self.regs)[ISR : ISR + 2]
+    # the registers in ``regs`` as two-byte views (master, slave), e.g. ``state.irr[SLAVE]``
+    irr, imr, mode, isr = (property(lambda self, at=at: memoryview(self.regs)[at : at + 2])
+                           for at in (IRR, IMR, MODE, ISR))
 
     def fill(self, state: PicState, where: str = "i8259") -> None:
         """Copy ``state`` in (all of it checked first: a bad one changes nothing)."""
